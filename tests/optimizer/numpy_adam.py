@@ -1,0 +1,151 @@
+"""An independent float64 NumPy Adam with regex learning-rate groups, the oracle for AdamMultilr.
+
+It is written from the formulas, not from the code under test, in the Keras epsilon-hat form
+(Kingma & Ba 2015, the variant at the end of section 2 that TF/Keras implement; optax warns that
+it differs from Algorithm 1 because epsilon is added to sqrt(v) without bias correction of v):
+
+    t      = number of applied updates so far + 1
+    m     <- b1 * m + (1 - b1) * g
+    v     <- b2 * v + (1 - b2) * g**2
+    vhat  <- max(vhat, v)                        (amsgrad only; v is replaced by vhat below)
+    alpha  = lr * sqrt(1 - b2**t) / (1 - b1**t)
+    p     <- p - alpha * m / (sqrt(v) + eps)
+
+Around that, in the order Keras 3 applies them:
+
+1. gradient accumulation (``accumulation_steps=N``): micro-step gradients are summed and the
+   update runs on every N-th call with their average; t counts updates, not calls;
+2. clipping of the (averaged) gradients: ``clipnorm`` per variable
+   (g * c / max(||g||, c)) or ``global_clipnorm`` over the non-frozen variables only;
+3. decoupled weight decay, before the Adam update and scaled by the variable's group lr:
+   p <- p - p * wd * lr;
+4. the Adam update above with the group lr.
+
+Groups: a variable name is matched with ``re.search`` against each group's patterns in order;
+the first group that matches wins; unmatched names use the base lr. A group whose lr is the
+constant 0.0 is frozen: its variables never change and get no state. A group lr may be a
+callable ``step -> float`` (a schedule), evaluated at the call count before the update, which is
+Keras's ``optimizer.iterations`` when there is no accumulation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LearningRate = float | Callable[[int], float]
+
+
+@dataclass
+class RefGroup:
+    """One learning-rate group of the reference: patterns, lr and optional weight decay."""
+
+    patterns: Sequence[str]
+    lr: LearningRate
+    weight_decay: float | None = None
+
+    @property
+    def frozen(self) -> bool:
+        return not callable(self.lr) and float(self.lr) == 0.0
+
+
+@dataclass
+class NumpyAdam:
+    """Reference Adam over a dict of named float64 parameters (see the module docstring)."""
+
+    params: dict[str, np.ndarray]
+    learning_rate: LearningRate = 0.001
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    amsgrad: bool = False
+    groups: Sequence[RefGroup] = ()
+    weight_decay: float | None = None
+    clipnorm: float | None = None
+    global_clipnorm: float | None = None
+    accumulation_steps: int | None = None
+    calls: int = 0
+    updates: int = 0
+    m: dict[str, np.ndarray] = field(default_factory=dict)
+    v: dict[str, np.ndarray] = field(default_factory=dict)
+    vhat: dict[str, np.ndarray] = field(default_factory=dict)
+    acc: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = {k: np.array(p, dtype=np.float64) for k, p in self.params.items()}
+        default = RefGroup(patterns=(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        self.group_of: dict[str, RefGroup] = {}
+        for name in self.params:
+            self.group_of[name] = next(
+                (g for g in self.groups if any(re.search(p, name) for p in g.patterns)), default
+            )
+        for name, p in self.params.items():
+            self.acc[name] = np.zeros_like(p)
+            if not self.group_of[name].frozen:
+                self.m[name] = np.zeros_like(p)
+                self.v[name] = np.zeros_like(p)
+                self.vhat[name] = np.zeros_like(p)
+
+    def lr_of(self, name: str, step: int) -> float:
+        """The lr of ``name``'s group at optimizer step ``step`` (schedules are called)."""
+        lr = self.group_of[name].lr
+        return float(lr(step)) if callable(lr) else float(lr)
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """One optimizer call with dense gradients (float64 copies are taken)."""
+        grads = {k: np.asarray(g, dtype=np.float64) for k, g in grads.items()}
+        step_for_lr = self.calls
+        self.calls += 1
+        n = self.accumulation_steps
+        if n:
+            if self.calls % n != 0:
+                for k, g in grads.items():
+                    self.acc[k] = self.acc[k] + g
+                return
+            grads = {k: (g + self.acc[k]) / n for k, g in grads.items()}
+            for k in self.acc:
+                self.acc[k] = np.zeros_like(self.acc[k])
+            step_for_lr = self.updates
+        live = [k for k in grads if not self.group_of[k].frozen]
+        grads = self._clip({k: grads[k] for k in live})
+        self.updates += 1
+        t = self.updates
+        for k in live:
+            self._update(k, grads[k], self.lr_of(k, step_for_lr), t)
+
+    def _clip(self, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.clipnorm:
+            c = self.clipnorm
+            return {k: g * c / max(np.linalg.norm(g), c) for k, g in grads.items()}
+        if self.global_clipnorm:
+            c = self.global_clipnorm
+            norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
+            return {k: g * c / max(norm, c) for k, g in grads.items()}
+        return grads
+
+    def _update(self, k: str, g: np.ndarray, lr: float, t: int) -> None:
+        wd = self.group_of[k].weight_decay
+        if wd is None:
+            wd = self.weight_decay
+        p = self.params[k]
+        if wd:
+            p = p - p * wd * lr
+        b1, b2 = self.beta_1, self.beta_2
+        self.m[k] = b1 * self.m[k] + (1 - b1) * g
+        self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
+        v = self.v[k]
+        if self.amsgrad:
+            self.vhat[k] = np.maximum(self.vhat[k], self.v[k])
+            v = self.vhat[k]
+        alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+        self.params[k] = p - alpha * self.m[k] / (np.sqrt(v) + self.epsilon)
+
+
+def dense_from_slices(values: np.ndarray, indices: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The dense gradient an IndexedSlices stands for: rows with repeated indices are summed."""
+    dense = np.zeros(shape, dtype=np.float64)
+    np.add.at(dense, np.asarray(indices), np.asarray(values, dtype=np.float64))
+    return dense
