@@ -1,0 +1,20 @@
+"""Read tracked runs from any observer and compare them (``compare``/``diff``/``plot``/``sweep``).
+
+``load_runs(*sources)`` returns a :class:`RunList` of normalized :class:`Run` records merged by run
+UUID across FileStorage folders, SQL databases and MongoDB (see ``load.py``).
+"""
+
+from __future__ import annotations
+
+from capreolus_opt.runs.load import RunList, load_runs, source_kind
+from capreolus_opt.runs.records import LoadProblem, MetricSeries, Run, lower_is_better
+
+__all__ = [
+    "LoadProblem",
+    "MetricSeries",
+    "Run",
+    "RunList",
+    "load_runs",
+    "lower_is_better",
+    "source_kind",
+]

@@ -1,0 +1,97 @@
+"""Read runs from a MongoDB database written by Sacred's ``MongoObserver``.
+
+Runs live in the ``runs`` collection and metric series in ``metrics``
+(``{run_id, name, steps, values, timestamps}``). The database is the URL's path
+(``mongodb://host:27017/mydb``), ``sacred`` (Sacred's default) when the path is empty.
+
+``client_factory(url) -> MongoClient`` is injectable so tests can pass a ``mongomock`` client; the
+default is ``pymongo.MongoClient`` with a short server-selection timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from capreolus_opt.runs.records import LoadProblem, MetricSeries, RecordError, Run, build_run
+from capreolus_opt.runs.records import check_series as _check_series
+
+ClientFactory = Callable[[str], Any]
+DEFAULT_DB = "sacred"
+
+
+def _default_client(url: str) -> Any:
+    import pymongo
+
+    return pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+
+
+def database_name(url: str) -> str:
+    """The database named by the URL path, else Sacred's default ``sacred``."""
+    path = urlsplit(url).path.lstrip("/")
+    return path.split("/", 1)[0] or DEFAULT_DB
+
+
+def _shown(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def _metrics_by_run(db: Any) -> dict[Any, dict[str, MetricSeries]]:
+    out: dict[Any, dict[str, MetricSeries]] = {}
+    for doc in db["metrics"].find({}):
+        name = doc.get("name")
+        try:
+            series = _check_series(str(name), doc.get("steps"), doc.get("values"))
+        except RecordError:
+            # Recorded on the run: mark it bad so the run itself is reported and skipped.
+            out.setdefault(doc.get("run_id"), {})[f"\0bad:{name}"] = MetricSeries([], [])
+            continue
+        series.timestamps = doc.get("timestamps") or []
+        out.setdefault(doc.get("run_id"), {})[name] = series
+    return out
+
+
+def read_mongo(
+    url: str, client_factory: ClientFactory | None = None
+) -> tuple[list[Run], list[LoadProblem]]:
+    """Read every run of the database named by ``url``; bad documents become problems."""
+    shown = _shown(url)
+    factory = client_factory or _default_client
+    runs: list[Run] = []
+    problems: list[LoadProblem] = []
+    try:
+        import pymongo.errors
+
+        db = factory(url)[database_name(url)]
+        metrics = _metrics_by_run(db)
+        for doc in db["runs"].find({}).sort("_id", 1):
+            location = f"{shown} _id={doc.get('_id')}"
+            series = metrics.get(doc.get("_id"), {})
+            bad = [name[5:] for name in series if name.startswith("\0bad:")]
+            if bad:
+                problems.append(LoadProblem(location, f"metric {bad[0]!r} is malformed"))
+                continue
+            try:
+                runs.append(
+                    build_run(
+                        source=shown,
+                        sacred_id=doc.get("_id"),
+                        status=doc.get("status"),
+                        start_time=doc.get("start_time"),
+                        stop_time=doc.get("stop_time"),
+                        config=doc.get("config"),
+                        info=doc.get("info"),
+                        result=doc.get("result"),
+                        metrics=series,
+                    )
+                )
+            except RecordError as exc:
+                problems.append(LoadProblem(location, str(exc)))
+    except pymongo.errors.PyMongoError as exc:
+        problems.append(LoadProblem(shown, f"cannot read MongoDB: {exc}"))
+    return runs, problems

@@ -1,0 +1,243 @@
+"""The normalized run record that every observer reader produces.
+
+A tracked run (docs/ARCHITECTURE.md, "Run record contract") is stored differently by each Sacred
+observer; the readers in ``file.py``, ``sql.py`` and ``mongo.py`` turn each stored record into one
+:class:`Run`, so that ``compare``/``diff``/``plot`` never care where a run came from. A run is
+identified by ``info.run_uuid`` (ours), not by Sacred's id, which differs across observers.
+
+Which value is "best" (:func:`lower_is_better`): a metric whose last path component contains
+``loss``, ``error`` or ``perplexity`` is minimised; every other metric (``eval/mrr@10``,
+``eval/ndcg@10``, ...) is maximised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_MINIMISED_WORDS = ("loss", "error", "perplexity")
+
+
+class RecordError(ValueError):
+    """A stored run record is unreadable or lacks what the run-record contract requires."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadProblem:
+    """A record (or a whole source) that was skipped, with where it is and why."""
+
+    location: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+def lower_is_better(metric: str) -> bool:
+    """Return True when smaller values of ``metric`` are better (losses, errors, perplexity)."""
+    leaf = metric.rsplit("/", 1)[-1].lower()
+    return any(word in leaf for word in _MINIMISED_WORDS)
+
+
+@dataclasses.dataclass
+class MetricSeries:
+    """One metric's points in logging order; ``timestamps`` may be empty when not stored."""
+
+    steps: list[int]
+    values: list[float]
+    timestamps: list[Any] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def final(self) -> float | None:
+        """The value logged at the largest step (the last point on ties); None when empty."""
+        if not self.values:
+            return None
+        last = max(range(len(self.steps)), key=lambda i: (self.steps[i], i))
+        return self.values[last]
+
+    def best(self, minimise: bool) -> float | None:
+        """The minimum (``minimise``) or maximum finite value; None when there is none."""
+        finite = [v for v in self.values if not math.isnan(v)]
+        if not finite:
+            return None
+        return min(finite) if minimise else max(finite)
+
+
+@dataclasses.dataclass
+class Run:
+    """One tracked run, independent of the observer(s) it was read from.
+
+    ``sources`` lists every observer location the run was found in and ``sacred_ids`` maps each
+    of them to Sacred's id there. ``hparams`` keeps the recorded order of ``config.hparams``.
+    """
+
+    run_uuid: str
+    status: str
+    start_time: dt.datetime | None
+    stop_time: dt.datetime | None
+    hparams: dict[str, Any]
+    gin_files: list[str]
+    gin_bindings: list[str]
+    seed: int | None
+    group_table: list[dict[str, Any]]
+    metrics: dict[str, MetricSeries]
+    result: dict[str, float]
+    resumed_from: str | None = None
+    sources: list[str] = dataclasses.field(default_factory=list)
+    sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits of the UUID (what tables print)."""
+        return self.run_uuid[:8]
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to stop; None while either is unknown."""
+        if self.start_time is None or self.stop_time is None:
+            return None
+        return (self.stop_time - self.start_time).total_seconds()
+
+    def final(self, metric: str) -> float | None:
+        """Last logged value of ``metric``, falling back to ``result`` for ``eval/`` metrics."""
+        series = self.metrics.get(metric)
+        if series is not None and len(series):
+            return series.final
+        return self._from_result(metric)
+
+    def best(self, metric: str) -> float | None:
+        """Best logged value of ``metric`` under :func:`lower_is_better`; see :meth:`final`."""
+        series = self.metrics.get(metric)
+        if series is not None and len(series):
+            return series.best(lower_is_better(metric))
+        return self._from_result(metric)
+
+    def _from_result(self, metric: str) -> float | None:
+        # The result dict holds the final eval metrics, with or without the "eval/" prefix.
+        if metric in self.result:
+            return self.result[metric]
+        if metric.startswith("eval/"):
+            return self.result.get(metric[len("eval/") :])
+        return None
+
+    def metric_names(self) -> set[str]:
+        """Names of the stored metric series plus ``eval/<key>`` for each result entry."""
+        names = {name for name, series in self.metrics.items() if len(series)}
+        names.update(k if k.startswith("eval/") else f"eval/{k}" for k in self.result)
+        return names
+
+
+def to_datetime(value: Any) -> dt.datetime | None:
+    """Parse Sacred's stored times (datetime, ISO string, Mongo ``{"$date": ...}``) as naive UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        stamp = value
+    elif isinstance(value, str):
+        try:
+            stamp = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise RecordError(f"time {value!r} is not an ISO-8601 timestamp") from exc
+    else:
+        raise RecordError(f"time {value!r} is neither a datetime nor an ISO-8601 string")
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+    return stamp
+
+
+def _hparam_pairs(pairs: Any) -> dict[str, Any]:
+    if not isinstance(pairs, list):
+        raise RecordError(f"config.hparams must be a list of [name, value] pairs, got {pairs!r}")
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if not (isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise RecordError(f"config.hparams entry {pair!r} is not a [name, value] pair")
+        value = pair[1]
+        out[pair[0]] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def check_series(name: str, steps: Any, values: Any) -> MetricSeries:
+    """Validate parallel step/value lists of one metric; raise RecordError naming the metric."""
+    if not isinstance(steps, list) or not isinstance(values, list) or len(steps) != len(values):
+        raise RecordError(f"metric {name!r} has mismatched or missing steps/values")
+    try:
+        values = [float(v) if v is not None else math.nan for v in values]
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"metric {name!r} has a non-numeric value: {exc}") from exc
+    return MetricSeries(steps=steps, values=values)
+
+
+def build_run(
+    *,
+    source: str,
+    sacred_id: Any,
+    status: Any,
+    start_time: Any,
+    stop_time: Any,
+    config: Any,
+    info: Any,
+    result: Any,
+    metrics: Mapping[str, MetricSeries],
+) -> Run:
+    """Assemble a :class:`Run` from one observer's raw fields, validating the contract.
+
+    Raises:
+        RecordError: when ``info.run_uuid`` or ``config.hparams`` is missing or malformed.
+    """
+    if not isinstance(config, Mapping):
+        raise RecordError("config is missing or not a mapping")
+    if not isinstance(info, Mapping) or not isinstance(info.get("run_uuid"), str):
+        raise RecordError("info.run_uuid is missing (partial record: no heartbeat yet?)")
+    if not isinstance(status, str):
+        raise RecordError(f"status {status!r} is not a string")
+    hparams = _hparam_pairs(config.get("hparams", []))
+    clean_result: dict[str, float] = {}
+    if isinstance(result, Mapping):
+        for key, value in result.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                clean_result[str(key)] = float(value)
+    group_table = info.get("group_table") or []
+    if not isinstance(group_table, list) or not all(isinstance(r, Mapping) for r in group_table):
+        raise RecordError("info.group_table is not a list of row dicts")
+    seed = config.get("seed")
+    return Run(
+        run_uuid=info["run_uuid"],
+        status=status,
+        start_time=to_datetime(start_time),
+        stop_time=to_datetime(stop_time),
+        hparams=hparams,
+        gin_files=list(config.get("gin_files") or []),
+        gin_bindings=list(config.get("gin_bindings") or []),
+        seed=seed if isinstance(seed, int) else None,
+        group_table=[dict(r) for r in group_table],
+        metrics=dict(metrics),
+        result=clean_result,
+        resumed_from=info.get("resumed_from"),
+        sources=[source],
+        sacred_ids={source: str(sacred_id)},
+    )
+
+
+def differing_hparams(runs: Iterable[Run]) -> list[str]:
+    """Names of hyperparameters whose value is not the same in every run (missing counts).
+
+    Ordered by first appearance, so tables follow the order of ``config.hparams``.
+    """
+    runs = list(runs)
+    names: dict[str, None] = {}
+    for run in runs:
+        names.update(dict.fromkeys(run.hparams))
+    missing = object()
+    differing = []
+    for name in names:
+        values = [run.hparams.get(name, missing) for run in runs]
+        if any(v is missing or v != values[0] for v in values):
+            differing.append(name)
+    return differing

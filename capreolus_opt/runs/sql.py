@@ -1,0 +1,116 @@
+"""Read runs from a SQL database written by Sacred's ``SqlObserver`` plus our metrics table.
+
+Sacred's schema (``sacred/observers/sql_bases.py``) stores each run in ``run`` with ``config`` and
+``info`` as JSON text; Sacred's SqlObserver drops metrics, so the tracking layer adds
+``metrics(id, run_id -> run.id, name, step, value, timestamp)`` (docs/ARCHITECTURE.md). A database
+without a ``run`` table holds no runs; one without ``metrics`` yields runs without series and a
+reported problem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from capreolus_opt.runs.records import (
+    LoadProblem,
+    MetricSeries,
+    RecordError,
+    Run,
+    build_run,
+    check_series,
+)
+
+
+def _json_column(text: Any, what: str) -> Any:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return text  # a JSON column type already decoded it
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _read_metrics(conn: Any, sa: Any) -> dict[int, dict[str, MetricSeries]]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT run_id, name, step, value, timestamp FROM metrics ORDER BY run_id, name, id"
+        )
+    )
+    raw: dict[int, dict[str, tuple[list, list, list]]] = defaultdict(dict)
+    for run_id, name, step, value, stamp in rows:
+        steps, values, stamps = raw[run_id].setdefault(name, ([], [], []))
+        steps.append(step)
+        values.append(value)
+        stamps.append(stamp)
+    out: dict[int, dict[str, MetricSeries]] = {}
+    for run_id, by_name in raw.items():
+        out[run_id] = {}
+        for name, (steps, values, stamps) in by_name.items():
+            series = check_series(name, steps, values)
+            series.timestamps = stamps
+            out[run_id][name] = series
+    return out
+
+
+def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
+    """Read every run in the database at SQLAlchemy ``url``.
+
+    Unreachable databases and corrupt rows become problems; nothing raises for bad content.
+    """
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        return [], [LoadProblem(url, f"not a usable SQLAlchemy URL: {exc}")]
+    shown = engine.url.render_as_string(hide_password=True)
+    runs: list[Run] = []
+    problems: list[LoadProblem] = []
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table("run"):
+                return [], []
+            metrics: dict[int, dict[str, MetricSeries]] = {}
+            if inspector.has_table("metrics"):
+                try:
+                    metrics = _read_metrics(conn, sa)
+                except RecordError as exc:
+                    problems.append(LoadProblem(f"{shown} metrics", f"{exc}; read without metrics"))
+            else:
+                problems.append(LoadProblem(shown, "no metrics table; runs read without metrics"))
+            rows = conn.execute(
+                sa.text(
+                    "SELECT id, run_id, status, start_time, stop_time, config, info, result "
+                    "FROM run ORDER BY id"
+                )
+            )
+            for pk, run_id, status, start, stop, config, info, result in rows:
+                try:
+                    info = _json_column(info, "info")
+                    if result is None and isinstance(info, dict):
+                        result = info.get("result")
+                    runs.append(
+                        build_run(
+                            source=shown,
+                            sacred_id=run_id,
+                            status=status,
+                            start_time=start,
+                            stop_time=stop,
+                            config=_json_column(config, "config"),
+                            info=info,
+                            result=result,
+                            metrics=metrics.get(pk, {}),
+                        )
+                    )
+                except RecordError as exc:
+                    problems.append(LoadProblem(f"{shown} run.id={pk}", str(exc)))
+    except sa.exc.SQLAlchemyError as exc:
+        return runs, [*problems, LoadProblem(shown, f"cannot read database: {exc}")]
+    finally:
+        engine.dispose()
+    return runs, problems

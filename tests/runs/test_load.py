@@ -1,0 +1,124 @@
+"""load_runs over FileStorage, SQLite and mongomock records in the run-record contract's shape."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from run_fixtures import GROUPS, Spec, lr_specs, record_run
+
+from capreolus_opt.runs import load_runs, lower_is_better
+
+
+def _check_against_spec(run, spec: Spec) -> None:
+    assert run.hparams == dict(spec.hparams)
+    assert run.gin_files == ["gin_configs/smoke.gin"]
+    assert run.seed == 0
+    assert [row["group"] for row in run.group_table] == list(GROUPS)
+    for name, (steps, values) in spec.curves().items():
+        series = run.metrics[name]
+        np.testing.assert_array_equal(np.asarray(series.steps, dtype=np.float64), steps)
+        np.testing.assert_allclose(series.values, values, rtol=1e-12)
+        assert run.final(name) == pytest.approx(values[-1])
+        best = values.min() if lower_is_better(name) else values.max()
+        assert run.best(name) == pytest.approx(best)
+    assert run.duration is not None and run.duration >= 0
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite", "mongo"])
+def test_each_observer_reads_back_the_contract(observers, kind):
+    specs = lr_specs()
+    for spec in specs:
+        record_run(spec, [observers[f"make_{'sql' if kind == 'sqlite' else kind}"]()])
+    runs = load_runs(observers[kind], mongo_client_factory=observers["mongo_factory"])
+    assert runs.problems == []
+    assert [r.run_uuid for r in runs] == [s.run_uuid for s in specs]
+    for run, spec in zip(runs, specs, strict=True):
+        assert run.status == "COMPLETED"
+        assert run.sources == [observers[kind]]
+        _check_against_spec(run, spec)
+
+
+def test_run_in_three_observers_is_merged(observers):
+    specs = lr_specs((1e-3, 3e-4))
+    for spec in specs:
+        observed = [observers["make_file"](), observers["make_sql"](), observers["make_mongo"]()]
+        record_run(spec, observed)
+    runs = load_runs(
+        observers["file"], observers["sqlite"], observers["mongo"],
+        mongo_client_factory=observers["mongo_factory"],
+    )  # fmt: skip
+    assert runs.problems == []
+    assert len(runs) == 2
+    for run, spec in zip(runs, specs, strict=True):
+        assert run.sources == [observers["file"], observers["sqlite"], observers["mongo"]]
+        # Sacred numbers runs differently per observer (SQL from 0, file/Mongo from 1).
+        assert len(run.sacred_ids) == 3
+        _check_against_spec(run, spec)
+    frame = runs.to_frame()
+    assert list(frame["run_uuid"]) == [s.run_uuid for s in specs]
+    np.testing.assert_allclose(frame["AdamMultilr.learning_rate"], [1e-3, 3e-4])
+    long = runs.metrics_frame()
+    assert len(long) == 2 * sum(len(v[0]) for v in specs[0].curves().values())
+
+
+def test_corrupt_and_partial_run_folders_are_reported_and_skipped(observers):
+    specs = lr_specs()
+    for spec in specs:
+        record_run(spec, [observers["make_file"]()])
+    root = observers["file"]
+    with open(os.path.join(root, "1", "metrics.json"), "w") as handle:
+        handle.write('{"train/loss": {"steps": [1, 2], "values": [0.5')  # truncated write
+    os.remove(os.path.join(root, "2", "info.json"))  # killed before the first heartbeat
+    os.makedirs(os.path.join(root, "7"))  # an empty folder
+    runs = load_runs(root)
+    assert [r.run_uuid for r in runs] == [specs[2].run_uuid]
+    reasons = {os.path.basename(p.location): p.reason for p in runs.problems}
+    assert set(reasons) == {"1", "2", "7"}
+    assert "metrics.json is unreadable" in reasons["1"]
+    assert "run_uuid" in reasons["2"]
+    assert "run.json is missing" in reasons["7"]
+
+
+def test_mismatched_metric_lengths_are_reported(observers):
+    spec = lr_specs((1e-3,))[0]
+    record_run(spec, [observers["make_file"]()])
+    path = os.path.join(observers["file"], "1", "metrics.json")
+    with open(path) as handle:
+        metrics = json.load(handle)
+    metrics["train/loss"]["values"].pop()
+    with open(path, "w") as handle:
+        json.dump(metrics, handle)
+    runs = load_runs(observers["file"])
+    assert len(runs) == 0
+    assert "'train/loss' has mismatched" in runs.problems[0].reason
+
+
+def test_failed_run_is_read_with_its_status(observers):
+    spec = Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]], fail=True)
+    record_run(spec, [observers["make_file"](), observers["make_sql"]()])
+    runs = load_runs(observers["file"], observers["sqlite"])
+    assert [(r.run_uuid, r.status) for r in runs] == [(spec.run_uuid, "FAILED")]
+    assert runs[0].result == {}
+
+
+def test_empty_and_missing_sources(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runs = load_runs(str(empty), f"sqlite:///{tmp_path / 'new.db'}")
+    assert len(runs) == 0 and runs.problems == []
+    runs = load_runs(str(tmp_path / "nope"))
+    assert len(runs) == 0
+    assert "not a directory" in runs.problems[0].reason
+
+
+def test_unknown_scheme_raises_naming_it():
+    with pytest.raises(ValueError, match="'ftp'"):
+        load_runs("ftp://host/runs")
+
+
+def test_lower_is_better_rule():
+    assert lower_is_better("train/loss") and lower_is_better("eval/error_rate")
+    assert not lower_is_better("eval/mrr@10") and not lower_is_better("group/head/lr")
