@@ -1,0 +1,75 @@
+"""A tiny Task (docs/ARCHITECTURE.md, Task protocol) for the training-loop tests: linear regression.
+
+y = x @ w_true + 0.5 plus noise; the model is Dense(hidden, name="encoder") -> Dense(1, name="head"),
+so the optimizer can put `encoder/` and `head/` in their own lr groups.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+DIM = 6
+HIDDEN = 4
+
+
+class RegressionTask:
+    def __init__(self, *, num_eval: int = 37, nonfinite_batch: int | None = None) -> None:
+        self.num_eval = num_eval
+        # Global batch index (0-based) whose targets are +inf, to provoke a non-finite loss.
+        self.nonfinite_batch = nonfinite_batch
+        rng = np.random.default_rng(1234)
+        self.w_true = rng.normal(size=(DIM,)).astype(np.float32)
+
+    def _examples(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, DIM)).astype(np.float32)
+        y = (x @ self.w_true + 0.5 + 0.1 * rng.normal(size=n)).astype(np.float32)
+        return x, y
+
+    def build_model(self) -> keras.Model:
+        return keras.Sequential(
+            [
+                keras.Input((DIM,)),
+                keras.layers.Dense(HIDDEN, name="encoder"),
+                keras.layers.Dense(1, name="head"),
+            ],
+            name="regressor",
+        )
+
+    def train_batches(self, global_batch_size: int, seed: int, count: int) -> list[dict]:
+        """The first `count` global batches of train_dataset, in NumPy (for references)."""
+        it = iter(self.train_dataset(global_batch_size, seed).take(count))
+        return [{k: v.numpy() for k, v in b.items()} for b in it]
+
+    def train_dataset(self, global_batch_size: int, seed: int) -> tf.data.Dataset:
+        def batch(index: np.int64) -> tuple[np.ndarray, np.ndarray]:
+            rng = np.random.default_rng([seed, int(index)])
+            x, y = self._examples(rng, global_batch_size)
+            if self.nonfinite_batch is not None and index == self.nonfinite_batch:
+                y[:] = np.inf
+            return x, y
+
+        def to_features(index: tf.Tensor) -> dict[str, tf.Tensor]:
+            x, y = tf.numpy_function(batch, [index], [tf.float32, tf.float32])
+            return {
+                "x": tf.ensure_shape(x, [global_batch_size, DIM]),
+                "y": tf.ensure_shape(y, [global_batch_size]),
+            }
+
+        return tf.data.Dataset.range(2**62).map(to_features)
+
+    def eval_dataset(self, global_batch_size: int) -> tf.data.Dataset:
+        x, y = self._examples(np.random.default_rng(99), self.num_eval)
+        return tf.data.Dataset.from_tensor_slices({"x": x, "y": y}).batch(global_batch_size)
+
+    def per_example_loss(self, model: keras.Model, features: dict, training: bool) -> tf.Tensor:
+        pred = model(features["x"], training=training)[:, 0]
+        return tf.square(pred - features["y"])
+
+    def eval_outputs(self, model: keras.Model, features: dict) -> dict[str, tf.Tensor]:
+        return {"pred": model(features["x"], training=False)[:, 0], "y": features["y"]}
+
+    def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        err = outputs["pred"].astype(np.float64) - outputs["y"]
+        return {"mse": float(np.mean(err**2)), "count": float(err.size)}
