@@ -1,0 +1,182 @@
+"""Ranking data from tab-separated files.
+
+Two line formats (UTF-8, one example per line, blank lines ignored):
+
+- ``"labelled"``: ``query<TAB>document<TAB>label`` with an integer label >= 0 (0 = not relevant;
+  larger = more relevant, used as the nDCG gain).
+- ``"triples"``: ``query<TAB>positive document<TAB>negative document``.
+
+Training needs triples: a labelled training file yields, per query (identified by its exact
+text), every (document with the higher label, document with the lower label) pair in file
+order, at most ``max_pairs_per_query`` of them. Evaluation needs labels: a triples evaluation file
+yields each distinct (query, document) once, positives with label 1 and negatives with label 0
+(a document seen both ways keeps label 1). Evaluation query ids number distinct query texts in
+order of first appearance.
+
+The vocabulary is built from the training file's queries and documents (``min_count``,
+``max_vocab_size``; PAD = 0, UNK = 1) unless ``vocab_path`` names a one-token-per-line file.
+Unknown tokens map to UNK. A malformed line raises ``ValueError("FILE:LINE: ...")`` saying what
+was expected.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+
+import numpy as np
+
+from capreolus_opt.data.ranking_data import EvalPairs, TrainTriples
+from capreolus_opt.data.tokenizer import Vocabulary
+
+FORMATS = ("labelled", "triples")
+_FIELDS = {
+    "labelled": "(query, document, label)",
+    "triples": "(query, positive document, negative document)",
+}
+
+
+def read_tsv(path: str, *, fmt: str) -> list[tuple[str, str, str | int]]:
+    """Reads ``path`` in format ``fmt`` (see module docstring); labels come back as ints.
+
+    Raises ``ValueError`` naming ``path:line`` for a wrong field count, an empty field, or (format
+    ``"labelled"``) a label that is not an integer >= 0; and for a file with no examples.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}. Received: {fmt!r}")
+    rows: list[tuple[str, str, str | int]] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            where = f"{path}:{lineno}"
+            if len(fields) != 3:
+                raise ValueError(
+                    f"{where}: expected 3 tab-separated fields {_FIELDS[fmt]} (format {fmt!r}), "
+                    f"got {len(fields)}: {line[:80]!r}"
+                )
+            for i, field in enumerate(fields):
+                if not field.strip():
+                    raise ValueError(f"{where}: field {i + 1} of {_FIELDS[fmt]} is empty")
+            if fmt == "labelled":
+                try:
+                    label = int(fields[2])
+                except ValueError:
+                    label = -1
+                if label < 0:
+                    raise ValueError(
+                        f"{where}: expected an integer label >= 0 in field 3 of {_FIELDS[fmt]}, "
+                        f"got {fields[2]!r}"
+                    )
+                rows.append((fields[0], fields[1], label))
+            else:
+                rows.append((fields[0], fields[1], fields[2]))
+    if not rows:
+        raise ValueError(f"{path}: no examples (expected lines of {_FIELDS[fmt]})")
+    return rows
+
+
+def _labelled_to_triples(
+    rows: list[tuple[str, str, int]], max_pairs_per_query: int
+) -> list[tuple[str, str, str]]:
+    by_query: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
+    for query, doc, label in rows:
+        by_query[query].append((doc, label))
+    triples = []
+    for query, docs in by_query.items():
+        pairs = [(query, hi, lo) for hi, hl in docs for lo, ll in docs if hl > ll][
+            :max_pairs_per_query
+        ]
+        triples.extend(pairs)
+    return triples
+
+
+def _triples_to_labelled(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, int]]:
+    labels: dict[tuple[str, str], int] = {}
+    for query, pos, neg in rows:
+        labels[(query, pos)] = 1
+        labels.setdefault((query, neg), 0)
+    return [(q, d, lab) for (q, d), lab in labels.items()]
+
+
+class TsvRankingData:
+    """Training triples and evaluation pairs read from TSV files (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        train_path: str,
+        eval_path: str,
+        train_format: str = "triples",
+        eval_format: str = "labelled",
+        max_query_length: int = 16,
+        max_doc_length: int = 128,
+        min_count: int = 1,
+        max_vocab_size: int | None = 30000,
+        vocab_path: str | None = None,
+        max_pairs_per_query: int = 100,
+    ) -> None:
+        for name, value in (
+            ("max_query_length", max_query_length),
+            ("max_doc_length", max_doc_length),
+            ("max_pairs_per_query", max_pairs_per_query),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {value!r}")
+        self.train_path = train_path
+        self.eval_path = eval_path
+        self.max_query_length = max_query_length
+        self.max_doc_length = max_doc_length
+        train_rows = read_tsv(train_path, fmt=train_format)
+        if train_format == "labelled":
+            self._train = _labelled_to_triples(train_rows, max_pairs_per_query)
+            if not self._train:
+                raise ValueError(
+                    f"{train_path}: no training pairs: no query has documents with two "
+                    "different labels"
+                )
+        else:
+            self._train = train_rows
+        eval_rows = read_tsv(eval_path, fmt=eval_format)
+        self._eval = eval_rows if eval_format == "labelled" else _triples_to_labelled(eval_rows)
+        if vocab_path is not None:
+            self.vocabulary = Vocabulary.from_file(vocab_path)
+        else:
+            texts = [text for row in train_rows for text in (row[0], row[1])]
+            if train_format == "triples":
+                texts.extend(str(row[2]) for row in train_rows)
+            self.vocabulary = Vocabulary.build(texts, min_count=min_count, max_size=max_vocab_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocabulary.pad_id
+
+    @functools.cache  # noqa: B019 -- one instance per run; the arrays are what we want to keep
+    def train_triples(self) -> TrainTriples:
+        """The training triples, tokenized and padded (file order)."""
+        v, lq, ld = self.vocabulary, self.max_query_length, self.max_doc_length
+        return TrainTriples(
+            query=v.encode_batch([t[0] for t in self._train], max_length=lq),
+            positive=v.encode_batch([t[1] for t in self._train], max_length=ld),
+            negative=v.encode_batch([t[2] for t in self._train], max_length=ld),
+        )
+
+    @functools.cache  # noqa: B019
+    def eval_pairs(self) -> EvalPairs:
+        """The evaluation pairs, tokenized and padded (file order)."""
+        v = self.vocabulary
+        qids: dict[str, int] = {}
+        for query, _, _ in self._eval:
+            qids.setdefault(query, len(qids))
+        return EvalPairs(
+            qid=np.array([qids[r[0]] for r in self._eval], np.int32),
+            query=v.encode_batch([r[0] for r in self._eval], max_length=self.max_query_length),
+            document=v.encode_batch([r[1] for r in self._eval], max_length=self.max_doc_length),
+            label=np.array([r[2] for r in self._eval], np.int32),
+        )
