@@ -1,0 +1,30 @@
+"""Sacred glue: experiment factory, observers from URLs, SQL observer with metrics, metrics sink.
+
+Exports are lazy so that importing :mod:`capreolus_opt.tracking.cli` (for ``--help``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "make_experiment": "capreolus_opt.tracking.experiment",
+    "SacredMetricsSink": "capreolus_opt.tracking.sink",
+    "SqlMetricsObserver": "capreolus_opt.tracking.sql_observer",
+    "observer_from_url": "capreolus_opt.tracking.urls",
+    "observers_from_urls": "capreolus_opt.tracking.urls",
+    "check_reachable": "capreolus_opt.tracking.urls",
+    "ObserverUnreachableError": "capreolus_opt.tracking.urls",
+    "redact_url": "capreolus_opt.tracking.redact",
+    "find_run": "capreolus_opt.tracking.resume",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'capreolus_opt.tracking' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

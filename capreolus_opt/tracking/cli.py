@@ -1,0 +1,136 @@
+"""``capreolus-opt train``: run a gin-configured training as a Sacred-tracked run.
+
+    capreolus-opt train CONFIG.gin [CONFIG.gin ...] [--gin_param BINDING ...] [--workdir DIR]
+                        [--observer URL ...] [--resume RUN] [--seed N]
+
+Without ``--observer`` the run is recorded in a FileStorage folder at ``./runs``. Exit codes:
+0 COMPLETED, 1 FAILED, 2 bad input or an unreachable observer (nothing recorded), 130
+INTERRUPTED (SIGINT/SIGTERM; checkpoint written, metrics flushed). Importing this module does
+not import TensorFlow (``capreolus-opt --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+import uuid
+from typing import Any
+
+DEFAULT_OBSERVER = "file://runs"
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train from gin files and record the run with Sacred",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("gin_files", nargs="*", metavar="CONFIG.gin", help="gin files, in order")
+    parser.add_argument(
+        "--gin_param", action="append", default=[], metavar="BINDING",
+        help="extra gin binding, parsed after the files (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--workdir", default="", help="checkpoints (default ./workdirs/<uuid>)")
+    parser.add_argument(
+        "--observer", action="append", default=None, metavar="URL",
+        help="file://DIR, sqlite:///PATH, postgresql://user@host/db, mongodb://host:port/db "
+        f"(repeatable; default {DEFAULT_OBSERVER})",
+    )  # fmt: skip
+    parser.add_argument("--resume", metavar="RUN", help="run UUID or run folder to continue")
+    parser.add_argument("--seed", type=int, help="binds train.seed")
+    parser.add_argument(
+        "--capture", choices=("sys", "fd", "no"), default="sys",
+        help="how Sacred captures stdout/stderr (default sys)",
+    )  # fmt: skip
+    parser.set_defaults(func=handle_train)
+
+
+def _error(message: str) -> int:
+    from capreolus_opt.tracking.redact import REDACTOR
+
+    print(f"capreolus-opt train: error: {REDACTOR.redact(message)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
+    """Run the training described by ``args``; return the exit code (see module docstring)."""
+    from capreolus_opt.tracking.redact import REDACTOR, install_log_redaction
+    from capreolus_opt.tracking.resume import find_run
+    from capreolus_opt.tracking.urls import (
+        ObserverUnreachableError,
+        check_reachable,
+        observers_from_urls,
+    )
+
+    install_log_redaction()
+    try:
+        observers = observers_from_urls(args.observer or [DEFAULT_OBSERVER])
+    except ValueError as exc:
+        return _error(str(exc))
+    gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
+    info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex}
+    if args.resume:
+        if gin_files:
+            return _error("--resume takes the gin files of the run it continues; give no CONFIG.")
+        try:
+            prior = find_run(args.resume, observers)
+        except ValueError as exc:
+            return _error(str(exc))
+        gin_files, gin_bindings = prior.gin_files, prior.gin_bindings + gin_bindings
+        workdir = workdir or prior.workdir
+        info["resumed_from"] = prior.run_uuid
+    elif not gin_files:
+        return _error("no CONFIG.gin given (expected at least one gin file, or --resume RUN).")
+    if args.seed is not None:
+        gin_bindings.append(f"train.seed = {args.seed}")
+
+    from capreolus_opt.tracking.experiment import make_experiment
+
+    ex = make_experiment(backend=backend)
+    try:
+        # Parse once here so that a bad file or binding is an input error, not a FAILED run.
+        (backend or _gin_bindings()).parse_config(gin_files, gin_bindings)
+    except (ValueError, TypeError) as exc:
+        return _error(str(exc))
+    try:
+        check_reachable(observers)
+    except ObserverUnreachableError as exc:
+        return _error(str(exc))
+    ex.observers.extend(observers)
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        run = ex.run(
+            config_updates={
+                "gin_files": gin_files,
+                "gin_bindings": gin_bindings,
+                "workdir": workdir,
+            },
+            info=info,
+            options={"--capture": args.capture},
+        )
+    except KeyboardInterrupt:
+        print(f"run {info['run_uuid']} INTERRUPTED; resume with --resume {info['run_uuid']}")
+        return EXIT_INTERRUPTED
+    except Exception:
+        text = REDACTOR.redact(traceback.format_exc())
+        print(f"run {info['run_uuid']} FAILED:\n{text}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"run {info['run_uuid']} COMPLETED (id {run._id}); result: {run.result}")
+    return 0
+
+
+def _gin_bindings() -> Any:
+    import importlib
+
+    return importlib.import_module("capreolus_opt.gin_bindings")

@@ -1,0 +1,181 @@
+"""The Sacred experiment that runs a gin-configured training and records it.
+
+``make_experiment()`` returns a fresh ``sacred.Experiment`` with no observer: the caller attaches
+them (``capreolus-opt train``, ``experiments/train.py`` or a test), never this module. The
+record follows docs/ARCHITECTURE.md (tracking): config ``gin_files``, ``gin_bindings``,
+``workdir``, ``seed`` and ``hparams`` (``[name, value]`` pairs from the parsed gin config, added
+by a config hook, so a bad gin file fails before any observer records a run); info ``run_uuid``,
+``gin_config``, ``operative_gin_config``, ``group_table``, ``strategy``, ``versions``,
+``workdir``, ``checkpoint_path`` and ``resumed_from``; artifacts ``operative_config.gin``,
+``group_table.csv`` and ``checkpoint.txt``; metrics through :class:`SacredMetricsSink`; result
+the final evaluation metrics as floats.
+
+``seed`` mirrors gin's ``train.seed`` when the training function has one (bind ``train.seed``
+to change it; the CLI's ``--seed`` does).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import sys
+import tempfile
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sacred import Experiment
+from sacred.utils import apply_backspaces_and_linefeeds
+
+from capreolus_opt.tracking.redact import REDACTOR
+from capreolus_opt.tracking.sink import SacredMetricsSink
+
+#: The smoke config, used by the ``fast`` named config (seconds on a CPU).
+SMOKE_GIN = str(Path(__file__).resolve().parents[2] / "gin_configs" / "smoke.gin")
+
+_VERSIONED = (
+    "capreolus_opt",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "gin-config",
+    "sacred",
+    "numpy",
+    "sqlalchemy",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a run depends on (absent ones omitted), and Python."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _redacting_logger() -> logging.Logger:
+    """Sacred's run logger, writing to stderr through the password redactor."""
+    logger = logging.getLogger("capreolus_opt.run")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+        handler.addFilter(REDACTOR)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def _filter_output(text: str) -> str:
+    return REDACTOR.redact(apply_backspaces_and_linefeeds(text))
+
+
+def make_experiment(
+    *,
+    name: str = "capreolus_opt",
+    backend: Any = None,
+    flush_every_s: float = 10.0,
+) -> Experiment:
+    """Return a new, unobserved Sacred experiment whose main function trains and records.
+
+    Args:
+        name: experiment name stored with every run.
+        backend: an object with gin_bindings' functions (``parse_config``, ``run_training``,
+            ``flat_hyperparameters``, ``config_text``, ``operative_config_text``); defaults to
+            :mod:`capreolus_opt.gin_bindings`, imported only when a run starts (it imports
+            TensorFlow).
+        flush_every_s: how often metrics are delivered to observers while training.
+    """
+    ex = Experiment(name, save_git_info=False)
+    ex.logger = _redacting_logger()
+    ex.captured_out_filter = _filter_output
+
+    def get_backend() -> Any:
+        if backend is not None:
+            return backend
+        return importlib.import_module("capreolus_opt.gin_bindings")
+
+    @ex.config
+    def config():
+        gin_files = []  # noqa: F841  gin files, parsed in order
+        gin_bindings = []  # noqa: F841  extra bindings, parsed after the files
+        workdir = ""  # noqa: F841  checkpoint folder; "" = ./workdirs/<run_uuid>
+
+    @ex.named_config
+    def fast():
+        gin_files = [SMOKE_GIN]  # noqa: F841
+
+    @ex.config_hook
+    def add_hparams(config, command_name, logger):
+        _check_string_list(config["gin_files"], "gin_files")
+        _check_string_list(config["gin_bindings"], "gin_bindings")
+        gin = get_backend()
+        gin.parse_config(list(config["gin_files"]), list(config["gin_bindings"]))
+        hparams = [[name, value] for name, value in gin.flat_hyperparameters()]
+        updates: dict[str, Any] = {"hparams": hparams}
+        seed = dict(gin.flat_hyperparameters()).get("train.seed")
+        if isinstance(seed, int):
+            updates["seed"] = seed
+        return updates
+
+    @ex.main
+    def train(_run, gin_files, gin_bindings, workdir):
+        return _train_recorded(
+            _run, get_backend(), list(gin_files), list(gin_bindings), workdir, flush_every_s
+        )
+
+    return ex
+
+
+def _check_string_list(value: Any, key: str) -> None:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"config {key!r} must be a list of strings, received {value!r}.")
+
+
+def _train_recorded(
+    run: Any,
+    gin: Any,
+    gin_files: list[str],
+    gin_bindings: list[str],
+    workdir: str,
+    flush_every_s: float,
+) -> dict[str, float]:
+    """Main function body: parse, train with a Sacred sink, record info/artifacts/result."""
+    info = run.info
+    info.setdefault("run_uuid", uuid.uuid4().hex)
+    info["workdir"] = os.path.abspath(workdir or os.path.join("workdirs", info["run_uuid"]))
+    info["versions"] = package_versions()
+    gin.parse_config(gin_files, gin_bindings)
+    info["gin_config"] = gin.config_text()
+    sink = SacredMetricsSink(run, flush_every_s=flush_every_s)
+    with tempfile.TemporaryDirectory(prefix="capreolus-artifacts-") as tmp:
+
+        def add_artifact(name: str, text: str) -> None:
+            path = os.path.join(tmp, name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            run.add_artifact(path, name)
+
+        def on_start(start_info: dict) -> None:
+            table = start_info["group_table"]
+            info["group_table"] = table.to_records()
+            info["strategy"] = start_info.get("strategy_summary", {})
+            add_artifact("group_table.csv", table.to_csv())
+            sink.flush()  # the group table reaches the observers before the first step
+
+        try:
+            result = gin.run_training(workdir=info["workdir"], sink=sink, on_start=on_start)
+            info["checkpoint_path"] = result.checkpoint_path
+            add_artifact("checkpoint.txt", f"{result.checkpoint_path or ''}\n")
+            return {name: float(value) for name, value in result.eval_metrics.items()}
+        finally:
+            # Also on failure and interrupt: what gin used so far, and every queued point.
+            info["operative_gin_config"] = gin.operative_config_text()
+            add_artifact("operative_config.gin", info["operative_gin_config"])
+            sink.flush()

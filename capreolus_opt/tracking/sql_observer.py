@@ -1,0 +1,183 @@
+"""Sacred's SQL observer, extended to store metrics and results, on SQLite and PostgreSQL.
+
+Sacred 0.8.7's ``SqlObserver`` records runs but silently drops every metric (it has no
+``log_metrics``), stores ``result`` in a Float column (our result is a dict of floats, which the
+driver refuses), allocates run ids as ``max + 1`` (concurrent runs collide on the unique
+``run_id``), and declares ``VARCHAR(n)`` columns that PostgreSQL enforces (a long ``base_dir``
+or CPU name fails the insert). :class:`SqlMetricsObserver` keeps Sacred's schema and adds:
+
+- ``metrics(id, run_id -> run.id, name, step, value, timestamp)``: one row per logged point;
+- ``run_result(run_id -> run.id, result)``: the run's result as JSON text;
+
+and retries the run insert on conflicts, so several processes can share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sacred.observers import SqlObserver
+from sacred.observers.sql_bases import Base, Host, Run
+from sacred.serializer import flatten
+
+metrics_table = sa.Table(
+    "metrics",
+    Base.metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("timestamp", sa.DateTime),
+)
+
+result_table = sa.Table(
+    "run_result",
+    Base.metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), primary_key=True),
+    sa.Column("result", sa.Text),
+)
+
+_START_ATTEMPTS = 30
+
+
+def _fit(value: Any, length: int) -> Any:
+    """Trim a string to a VARCHAR(length) column, keeping the end (paths differ at the end)."""
+    if isinstance(value, str) and len(value) > length:
+        return value[-length:]
+    return value
+
+
+def _string_limit(column: sa.Column) -> int | None:
+    return getattr(column.type, "length", None)
+
+
+class SqlMetricsObserver(SqlObserver):
+    """``SqlObserver`` that also stores metrics and dict results; safe under concurrent runs.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///runs.db``,
+            ``postgresql+psycopg://user@host/db``).
+        priority: Sacred observer priority.
+    """
+
+    def __init__(self, url: str, *, priority: int = 40) -> None:
+        from threading import Lock
+
+        from sqlalchemy.orm import scoped_session, sessionmaker
+
+        connect_args = {}
+        if url.startswith("sqlite"):
+            # Four runs sharing one SQLite file wait for each other's write locks (default 5 s).
+            connect_args["timeout"] = 60
+        engine = sa.create_engine(url, connect_args=connect_args)
+        # Same state as SqlObserver.__init__ (thread-local session, sacred issue #275).
+        self.engine = engine
+        self.session = scoped_session(sessionmaker(bind=engine))
+        self.priority = priority
+        self.run = None
+        self.lock = Lock()
+        self.display_url = engine.url.render_as_string(hide_password=True)
+
+    def check_reachable(self) -> None:
+        """Open one connection and create the tables if needed; raise on failure."""
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+                # Two processes creating the same table on PostgreSQL: one loses the race on the
+                # catalog's unique index; the tables exist on the next attempt.
+                if attempt == _START_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.3))
+
+    def _add_event(
+        self, ex_info, command, host_info, config, meta_info, _id, status, **kwargs
+    ) -> Any:
+        """Insert the run with the next free id, retrying when a concurrent run took it."""
+        ex_info = dict(ex_info, base_dir=_fit(ex_info.get("base_dir"), 64))
+        host_info = dict(host_info)
+        for key in ("hostname", "cpu"):
+            host_info[key] = _fit(host_info.get(key), _string_limit(Host.__table__.c[key]))
+        command = _fit(command, _string_limit(Run.__table__.c.command))
+        self._create_tables()
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                # _id=None: number runs in this database, whatever another observer chose.
+                return super()._add_event(
+                    ex_info, command, host_info, config, meta_info, None, status, **kwargs
+                )
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                self.session.rollback()
+                if attempt == _START_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.02, 0.2))
+        return None  # unreachable; keeps the return type explicit
+
+    def heartbeat_event(self, info, captured_out, beat_time, result) -> None:
+        """Store info/output; a dict result goes to ``run_result`` (the column is a Float)."""
+        self._store_result(result)
+        super().heartbeat_event(info, captured_out, beat_time, self._float_or_none(result))
+
+    def completed_event(self, stop_time, result) -> None:
+        """Mark the run COMPLETED and store its result."""
+        self._store_result(result)
+        super().completed_event(stop_time, self._float_or_none(result))
+
+    def log_metrics(self, metrics_by_name: dict[str, dict], info: dict) -> None:
+        """Insert every point of ``metrics_by_name`` (Sacred's linearised form) in one commit."""
+        rows = [
+            {
+                "run_id": self.run.id,
+                "name": name,
+                "step": int(step),
+                "value": float(value),
+                "timestamp": timestamp,
+            }
+            for name, series in metrics_by_name.items()
+            for step, value, timestamp in zip(
+                series["steps"], series["values"], series["timestamps"], strict=True
+            )
+        ]
+        if rows:
+            with self.lock:
+                try:
+                    self.session.execute(metrics_table.insert(), rows)
+                    self.session.commit()
+                except Exception:
+                    self.session.rollback()
+                    raise
+
+    def save(self) -> None:
+        """Commit; on error roll back so the session stays usable, then re-raise."""
+        with self.lock:
+            try:
+                self.session.commit()
+            except Exception:
+                self.session.rollback()
+                raise
+
+    def _store_result(self, result: Any) -> None:
+        if result is None or self.run is None:
+            return
+        text = json.dumps(flatten(result))
+        with self.lock:
+            self.session.execute(result_table.delete().where(result_table.c.run_id == self.run.id))
+            self.session.execute(result_table.insert(), [{"run_id": self.run.id, "result": text}])
+
+    @staticmethod
+    def _float_or_none(result: Any) -> float | None:
+        return float(result) if isinstance(result, int | float) else None
+
+    def __repr__(self) -> str:
+        return f"SqlMetricsObserver({self.display_url!r})"
