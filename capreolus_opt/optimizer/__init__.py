@@ -1,0 +1,14 @@
+"""AdamMultilr: Keras 3 Adam with regex learning-rate groups (pure Keras 3 / TensorFlow)."""
+
+from capreolus_opt.optimizer.adam_multilr import AdamMultilr
+from capreolus_opt.optimizer.groups import DEFAULT_GROUP, GroupSpec, parse_pattern_lrs
+from capreolus_opt.optimizer.table import GroupRow, GroupTable
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "AdamMultilr",
+    "GroupRow",
+    "GroupSpec",
+    "GroupTable",
+    "parse_pattern_lrs",
+]
