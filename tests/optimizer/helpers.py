@@ -147,3 +147,21 @@ def assert_rel_close(actual: dict, expected: dict, rtol: float = 1e-6, what: str
         rel = np.max(np.abs(act - exp) / np.abs(exp))
         if not rel <= rtol:
             raise AssertionError(f"{what}{name}: max relative error {rel:.3g} > {rtol:g}")
+
+
+def assert_update_close(
+    init: dict, actual: dict, expected: dict, rtol: float = 1e-4, what: str = ""
+) -> None:
+    """Per variable, max|delta - delta_ref| <= rtol * max|delta_ref|; delta = final - initial.
+
+    A frozen variable (delta_ref == 0) must not have moved at all.
+    """
+    for name, exp in expected.items():
+        start = np.asarray(init[name], dtype=np.float64)
+        d_ref = exp - start
+        d_act = np.asarray(actual[name], dtype=np.float64) - start
+        err, scale = np.max(np.abs(d_act - d_ref)), np.max(np.abs(d_ref))
+        if not err <= rtol * scale:
+            raise AssertionError(
+                f"{what}{name}: update error {err:.3g} > {rtol:g} * max|update| ({scale:.3g})"
+            )
