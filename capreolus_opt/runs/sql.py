@@ -2,9 +2,11 @@
 
 Sacred's schema (``sacred/observers/sql_bases.py``) stores each run in ``run`` with ``config`` and
 ``info`` as JSON text; Sacred's SqlObserver drops metrics, so the tracking layer adds
-``metrics(id, run_id -> run.id, name, step, value, timestamp)`` (docs/ARCHITECTURE.md). A database
-without a ``run`` table holds no runs; one without ``metrics`` yields runs without series and a
-reported problem.
+``metrics(id, run_id -> run.id, name, step, value, timestamp)`` (docs/ARCHITECTURE.md) and, since
+``run.result`` is a Float column, ``run_result(run_id -> run.id, result)`` with the result dict as
+JSON (``tracking/sql_observer.py``). A database without a ``run`` table holds no runs; one without
+``metrics`` yields runs without series and a reported problem. ``postgresql://`` and
+``postgres://`` URLs use the psycopg 3 driver (SQLAlchemy's default, psycopg2, is not shipped).
 """
 
 from __future__ import annotations
@@ -56,6 +58,24 @@ def _read_metrics(conn: Any, sa: Any) -> dict[int, dict[str, MetricSeries]]:
     return out
 
 
+def _read_results(conn: Any, sa: Any) -> dict[int, Any]:
+    out = {}
+    for run_id, text in conn.execute(sa.text("SELECT run_id, result FROM run_result")):
+        try:
+            out[run_id] = _json_column(text, "run_result.result")
+        except RecordError:
+            out[run_id] = None  # the run is still readable; its result falls back to eval series
+    return out
+
+
+def engine_url(url: str) -> str:
+    """``url`` with ``postgresql://``/``postgres://`` mapped to the psycopg 3 driver."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
 def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
     """Read every run in the database at SQLAlchemy ``url``.
 
@@ -64,7 +84,7 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
     import sqlalchemy as sa
 
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(engine_url(url))
     except (sa.exc.ArgumentError, ImportError) as exc:
         return [], [LoadProblem(url, f"not a usable SQLAlchemy URL: {exc}")]
     shown = engine.url.render_as_string(hide_password=True)
@@ -75,6 +95,7 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
             inspector = sa.inspect(conn)
             if not inspector.has_table("run"):
                 return [], []
+            results = _read_results(conn, sa) if inspector.has_table("run_result") else {}
             metrics: dict[int, dict[str, MetricSeries]] = {}
             if inspector.has_table("metrics"):
                 try:
@@ -92,8 +113,7 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
             for pk, run_id, status, start, stop, config, info, result in rows:
                 try:
                     info = _json_column(info, "info")
-                    if result is None and isinstance(info, dict):
-                        result = info.get("result")
+                    result = results.get(pk, result)
                     runs.append(
                         build_run(
                             source=shown,

@@ -1,0 +1,224 @@
+"""``capreolus-opt compare | diff | plot | sweep``.
+
+SOURCE is a FileStorage folder (path or ``file://DIR``), ``sqlite:///PATH``, ``postgresql://...``
+or ``mongodb://host/db``; several sources are read together and runs stored in more than one
+(same ``info.run_uuid``) count once. Skipped records are listed on stderr as ``skipped: ...``.
+
+Exit codes: 0 success, including "no runs found" (stated on stderr); 1 when no run could be read
+and some source or record was unreadable, when ``plot``'s metrics match nothing, or when a sweep
+point failed; 2 for bad arguments (unknown source scheme, ``--where`` on an unknown
+hyperparameter, unknown ``--sort`` column, ambiguous/unknown run in ``diff``, bad ``--grid``).
+
+Nothing heavy (pandas, matplotlib, SQLAlchemy, TensorFlow) is imported until a handler runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+# url -> MongoClient used for mongodb:// sources; None = pymongo. Tests set a mongomock client.
+MONGO_CLIENT_FACTORY: Any = None
+
+
+def _load(sources: list[str]) -> Any:
+    from capreolus_opt.runs.load import load_runs
+
+    runs = load_runs(*sources, mongo_client_factory=MONGO_CLIENT_FACTORY)
+    for problem in runs.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not runs:
+        where = ", ".join(sources)
+        print(f"no runs found in {where}", file=sys.stderr)
+    return runs
+
+
+def _empty_status(runs: Any) -> int:
+    return 1 if runs.problems else 0
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _table_for(runs: Any, args: argparse.Namespace) -> str:
+    from capreolus_opt.runs import compare
+
+    selected = compare.filter_runs(runs, args.where, args.status)
+    if not selected:
+        print("no runs match the --where/--status filters", file=sys.stderr)
+    metrics, unmatched = compare.select_metrics(selected, args.metric)
+    for pattern in unmatched:
+        print(f"note: metric {pattern!r} matches no logged metric", file=sys.stderr)
+    columns, rows = compare.compare_rows(selected, metrics)
+    if args.sort:
+        rows = compare.sort_rows(columns, rows, args.sort)
+    return compare.render(columns, rows, args.format)
+
+
+def compare_handler(args: argparse.Namespace) -> int:
+    """Print the comparison table of the runs in ``args.sources``."""
+    try:
+        runs = _load(args.sources)
+        if not runs:
+            return _empty_status(runs)
+        sys.stdout.write(_table_for(runs, args))
+    except ValueError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def diff_handler(args: argparse.Namespace) -> int:
+    """Print what differs between two runs found in ``--source``."""
+    from capreolus_opt.runs import compare, diff
+
+    try:
+        runs = _load(args.source)
+        if not runs:
+            return _empty_status(runs) or 2
+        a, b = diff.find_run(runs, args.run_a), diff.find_run(runs, args.run_b)
+        metrics, _ = compare.select_metrics([a, b], args.metric)
+        sys.stdout.write(diff.render_diff(a, b, metrics))
+    except ValueError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def plot_handler(args: argparse.Namespace) -> int:
+    """Save the metric curves of the selected runs to ``args.output``."""
+    from capreolus_opt.runs import compare, plot
+
+    try:
+        runs = _load(args.sources)
+        if not runs:
+            return _empty_status(runs)
+        selected = compare.filter_runs(runs, args.where, args.status)
+        if not selected:
+            return _fail("no runs match the --where/--status filters", 1)
+        plot.plot_runs(selected, args.metric, args.output)
+    except ValueError as exc:
+        return _fail(str(exc), 1)
+    print(f"wrote {args.output} ({len(selected)} runs)")
+    return 0
+
+
+def sweep_handler(args: argparse.Namespace) -> int:
+    """Train every grid point in its own process, then print the sweep's comparison table."""
+    from capreolus_opt.runs import sweep
+
+    try:
+        points = sweep.grid_points(args.grid)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.parallel < 1:
+        return _fail(f"--parallel must be >= 1, got {args.parallel}")
+    observers = args.observer or ["file://runs"]
+    argvs = [sweep.train_command(args.config, p, observers, args.gin_param) for p in points]
+    if args.dry_run:
+        import shlex
+
+        print("\n".join(shlex.join(argv) for argv in argvs))
+        return 0
+
+    def report(index: int, result: Any) -> None:
+        state = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        print(f"[{index + 1}/{len(points)}] {state}: {'; '.join(result.bindings)}", flush=True)
+        if result.returncode != 0:
+            tail = "\n".join(result.output.strip().splitlines()[-15:])
+            print("    " + tail.replace("\n", "\n    "), file=sys.stderr, flush=True)
+
+    started = sweep.utcnow()
+    results = sweep.run_points(argvs, points, args.parallel, on_done=report)
+    failed = sum(r.returncode != 0 for r in results)
+    print(f"{len(points) - failed} of {len(points)} points succeeded")
+    runs = sweep.sweep_runs(_load(observers[:1]), points, started)
+    if runs:
+        from capreolus_opt.runs.load import RunList
+
+        args.where, args.status = [], []
+        sys.stdout.write(_table_for(RunList(runs), args))
+    return 1 if failed else 0
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--where", action="append", default=[], metavar="PARAM=VALUE",
+        help="keep runs whose hyperparameter PARAM (full name or unique suffix after a dot) "
+        "equals VALUE (a literal, e.g. 1e-3); repeat to AND several",
+    )  # fmt: skip
+    parser.add_argument(
+        "--status", action="append", default=[],
+        help="keep runs with this status (COMPLETED, FAILED, INTERRUPTED, RUNNING; comma list)",
+    )  # fmt: skip
+
+
+def _add_table_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metric", action="append", default=None, metavar="NAME",
+        help="metric to summarise (glob patterns expand, e.g. 'group/*/update_norm'); "
+        "default: every eval/ metric and train/loss",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sort", default=None, metavar="COL",
+        help="sort by a column (a metric name means its :final column); descending: --sort=-COL",
+    )  # fmt: skip
+    parser.add_argument(
+        "--format", default="table", choices=("table", "csv", "json", "markdown"),
+        help="output format (default: table)",
+    )  # fmt: skip
+
+
+def register(subparsers: Any) -> None:
+    """Add ``compare``, ``diff``, ``plot`` and ``sweep`` to the ``capreolus-opt`` parser."""
+    sources_help = "FileStorage folder, file://DIR, sqlite:///PATH, postgresql://..., mongodb://..."
+    p = subparsers.add_parser(
+        "compare", help="one row per run: differing hyperparameters, final/best metrics",
+        description="Compare runs. 'best' is the minimum for metrics whose name contains "
+        "loss/error/perplexity and the maximum otherwise.",
+    )  # fmt: skip
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help=sources_help)
+    _add_selection(p)
+    _add_table_options(p)
+    p.set_defaults(func=compare_handler)
+
+    p = subparsers.add_parser(
+        "diff", help="hyperparameter, group-table and metric differences of two runs",
+        description="RUN_A and RUN_B are run UUIDs or unique prefixes (as compare prints them).",
+    )  # fmt: skip
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument(
+        "--source", "-s", action="append", required=True, metavar="SOURCE",
+        help=f"where to look for the runs (repeatable): {sources_help}",
+    )  # fmt: skip
+    p.add_argument("--metric", action="append", default=None, metavar="NAME")
+    p.set_defaults(func=diff_handler)
+
+    p = subparsers.add_parser("plot", help="metric curves of several runs, one panel per metric")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help=sources_help)
+    p.add_argument(
+        "--metric", action="append", required=True, metavar="NAME",
+        help="metric or glob; group/*/NAME gives one panel per group (repeatable)",
+    )  # fmt: skip
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    _add_selection(p)
+    p.set_defaults(func=plot_handler)
+
+    p = subparsers.add_parser("sweep", help="train one tracked run per gin-binding grid point")
+    p.add_argument("config", metavar="CONFIG.gin")
+    p.add_argument(
+        "--grid", action="append", required=True, metavar="'NAME=[v1, v2]'",
+        help="a binding and its values as gin literals; several --grid form a product",
+    )  # fmt: skip
+    p.add_argument("--gin_param", action="append", default=[], help="binding for every point")
+    p.add_argument("--parallel", type=int, default=1, metavar="N", help="processes at once")
+    p.add_argument(
+        "--observer", action="append", default=[], metavar="URL",
+        help="observer URL passed to each train (repeatable; default file://runs); the final "
+        "table reads the first one",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the train commands only")
+    _add_table_options(p)
+    p.set_defaults(func=sweep_handler)

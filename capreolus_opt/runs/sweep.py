@@ -1,0 +1,169 @@
+"""``sweep``: one tracked ``capreolus-opt train`` process per point of a gin-binding grid.
+
+``--grid 'AdamMultilr.learning_rate=[1e-3, 3e-4]'`` gives a binding and its values, written as
+gin literals (numbers, ``True``/``False``/``None``, quoted strings, lists/tuples) or gin
+references (``@name``, ``%MACRO``). Several ``--grid`` options form their Cartesian product, in the
+order given. Each point runs ``python -m capreolus_opt.cli train CONFIG --gin_param 'NAME = VALUE'
+... --observer URL ...`` in its own process; up to ``--parallel`` run at once; a failed point is
+reported (exit status and the tail of its output) and does not stop the others.
+
+The sweep's runs are then found in the first observer as the runs that started after the sweep
+did and whose recorded ``gin_bindings`` contain the point's bindings.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime as dt
+import itertools
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+_NAME = re.compile(r"^[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*$")
+_PAIRS = {"[": "]", "(": ")", "{": "}"}
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split ``text`` on commas outside brackets and quotes; items are stripped."""
+    items, depth, quote, start = [], [], None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _PAIRS:
+            depth.append(_PAIRS[ch])
+        elif depth and ch == depth[-1]:
+            depth.pop()
+        elif ch in ")]}":
+            raise ValueError(f"unbalanced {ch!r} in {text!r}")
+        elif ch == "," and not depth:
+            items.append(text[start:i].strip())
+            start = i + 1
+    if quote or depth:
+        raise ValueError(f"unterminated quote or bracket in {text!r}")
+    items.append(text[start:].strip())
+    return items
+
+
+def _check_value(name: str, text: str) -> None:
+    if re.fullmatch(r"[@%][A-Za-z_][\w./]*(\(\))?", text):
+        return  # gin reference (@configurable, @configurable()) or macro (%NAME)
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(
+            f"--grid {name}: value {text!r} is not a gin literal (number, True/False/None, "
+            "quoted string, list/tuple) nor an @reference/%macro"
+        ) from exc
+
+
+def parse_grid(spec: str) -> tuple[str, list[str]]:
+    """Parse ``NAME=[v1, v2, ...]`` (or ``NAME=v``) into the name and the values' gin text.
+
+    Raises:
+        ValueError: naming the spec when the name is not ``Configurable.param`` or a value is not
+            a gin literal or reference, or the list is empty.
+    """
+    name, sep, rest = spec.partition("=")
+    name, rest = name.strip(), rest.strip()
+    if not sep or not _NAME.match(name):
+        raise ValueError(
+            f"--grid {spec!r} is not of the form 'Configurable.param=[value, ...]' (name {name!r})"
+        )
+    if rest.startswith("[") and rest.endswith("]"):
+        values = [v for v in split_top_level(rest[1:-1]) if v]
+    else:
+        values = [rest] if rest else []
+    if not values:
+        raise ValueError(f"--grid {spec!r} gives no values")
+    for value in values:
+        _check_value(name, value)
+    return name, values
+
+
+def grid_points(specs: Sequence[str]) -> list[list[str]]:
+    """Every combination of the grids, as lists of ``'NAME = VALUE'`` gin bindings."""
+    parsed = [parse_grid(spec) for spec in specs]
+    names = [name for name, _ in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--grid names a binding twice: {names}")
+    return [
+        [f"{name} = {value}" for name, value in zip(names, combo, strict=True)]
+        for combo in itertools.product(*(values for _, values in parsed))
+    ]
+
+
+@dataclasses.dataclass
+class PointResult:
+    """Outcome of one grid point's training process."""
+
+    bindings: list[str]
+    returncode: int
+    output: str
+
+
+def train_command(
+    config: str, bindings: Sequence[str], observers: Sequence[str], extra: Sequence[str] = ()
+) -> list[str]:
+    """The argv that trains one point (the current interpreter, so the same environment)."""
+    argv = [sys.executable, "-m", "capreolus_opt.cli", "train", config]
+    for binding in [*extra, *bindings]:
+        argv += ["--gin_param", binding]
+    for url in observers:
+        argv += ["--observer", url]
+    return argv
+
+
+def run_points(
+    argvs: Sequence[list[str]],
+    points: Sequence[list[str]],
+    parallel: int,
+    on_done: Callable[[int, PointResult], None] | None = None,
+) -> list[PointResult]:
+    """Run every argv (at most ``parallel`` at once); never raises for a failing process."""
+    if parallel < 1:
+        raise ValueError(f"--parallel must be >= 1, got {parallel}")
+
+    def one(index: int) -> PointResult:
+        try:
+            proc = subprocess.run(
+                argvs[index], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+            )
+            result = PointResult(points[index], proc.returncode, proc.stdout + proc.stderr)
+        except OSError as exc:
+            result = PointResult(points[index], -1, f"could not start: {exc}")
+        if on_done is not None:
+            on_done(index, result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(one, range(len(argvs))))
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, the convention of Sacred's stored start times."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _normalise(binding: str) -> str:
+    name, _, value = binding.partition("=")
+    return f"{name.strip()}={value.strip()}"
+
+
+def sweep_runs(runs: Sequence, points: Sequence[list[str]], started: dt.datetime) -> list:
+    """The runs of this sweep: started after ``started`` with a point's bindings recorded."""
+    wanted = [{_normalise(b) for b in point} for point in points]
+    out = []
+    for run in runs:
+        if run.start_time is None or run.start_time < started:
+            continue
+        recorded = {_normalise(b) for b in run.gin_bindings}
+        if any(point <= recorded for point in wanted):
+            out.append(run)
+    return out
