@@ -8,6 +8,7 @@ a closed-form function of the run's inputs, so tests can compute expected values
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import uuid
 from collections.abc import Sequence
@@ -20,6 +21,16 @@ from sacred import Experiment
 from sacred.observers import FileStorageObserver, MongoObserver, SqlObserver
 
 GROUPS = ("encoder", "head")
+
+
+def run_cli(argv: list[str]) -> int:
+    """Parse ``argv`` with the runs sub-commands only and run the handler (in-process)."""
+    from capreolus_opt.runs import cli as runs_cli
+
+    parser = argparse.ArgumentParser(prog="capreolus-opt")
+    runs_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 def metrics_table(engine: sa.Engine) -> sa.Table:

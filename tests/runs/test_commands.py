@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 
 import numpy as np
 import pytest
-from run_fixtures import Spec, lr_specs, record_run
+from run_fixtures import Spec, lr_specs, record_run, run_cli
 
 from capreolus_opt.runs import cli as runs_cli
 from capreolus_opt.runs import load_runs
 from capreolus_opt.runs.plot import plot_runs
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="capreolus-opt")
-    runs_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.fixture
