@@ -61,20 +61,30 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
-    """Run the training described by ``args``; return the exit code (see module docstring)."""
-    from capreolus_opt.tracking.redact import REDACTOR, install_log_redaction
-    from capreolus_opt.tracking.resume import find_run
-    from capreolus_opt.tracking.urls import (
-        ObserverUnreachableError,
-        check_reachable,
-        observers_from_urls,
-    )
+    """Run the training described by ``args``; return the exit code (see module docstring).
+
+    ``backend`` replaces :mod:`capreolus_opt.gin_bindings` (tests use a TensorFlow-free one).
+    """
+    from capreolus_opt.tracking.redact import install_log_redaction
+    from capreolus_opt.tracking.urls import close_observers, observers_from_urls
 
     install_log_redaction()
     try:
         observers = observers_from_urls(args.observer or [DEFAULT_OBSERVER])
     except ValueError as exc:
         return _error(str(exc))
+    try:
+        return _train(args, observers, backend or _gin_bindings())
+    finally:
+        close_observers(observers)
+
+
+def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
+    from capreolus_opt.tracking.experiment import make_experiment
+    from capreolus_opt.tracking.redact import REDACTOR
+    from capreolus_opt.tracking.resume import find_run
+    from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
+
     gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
     info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex}
     if args.resume:
@@ -91,21 +101,15 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
         return _error("no CONFIG.gin given (expected at least one gin file, or --resume RUN).")
     if args.seed is not None:
         gin_bindings.append(f"train.seed = {args.seed}")
-
-    from capreolus_opt.tracking.experiment import make_experiment
-
-    ex = make_experiment(backend=backend)
     try:
         # Parse once here so that a bad file or binding is an input error, not a FAILED run.
-        (backend or _gin_bindings()).parse_config(gin_files, gin_bindings)
-    except (ValueError, TypeError) as exc:
-        return _error(str(exc))
-    try:
+        backend.parse_config(gin_files, gin_bindings)
         check_reachable(observers)
-    except ObserverUnreachableError as exc:
+    except (ValueError, TypeError, ObserverUnreachableError) as exc:
         return _error(str(exc))
-    ex.observers.extend(observers)
 
+    ex = make_experiment(backend=backend)
+    ex.observers.extend(observers)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run = ex.run(

@@ -59,11 +59,19 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (Sacred's capture swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _redacting_logger() -> logging.Logger:
     """Sacred's run logger, writing to stderr through the password redactor."""
     logger = logging.getLogger("capreolus_opt.run")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
         handler.addFilter(REDACTOR)
         logger.addHandler(handler)
@@ -160,13 +168,14 @@ def _train_recorded(
             path = os.path.join(tmp, name)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-            run.add_artifact(path, name)
+            run.add_artifact(path, name, content_type="text/plain")
 
         def on_start(start_info: dict) -> None:
-            table = start_info["group_table"]
-            info["group_table"] = table.to_records()
+            table = start_info.get("group_table")  # None for an optimizer without groups
+            info["group_table"] = table.to_records() if table is not None else []
             info["strategy"] = start_info.get("strategy_summary", {})
-            add_artifact("group_table.csv", table.to_csv())
+            if table is not None:
+                add_artifact("group_table.csv", table.to_csv())
             sink.flush()  # the group table reaches the observers before the first step
 
         try:

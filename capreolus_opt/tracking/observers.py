@@ -63,5 +63,9 @@ class OwnIdMongoObserver(MongoObserver):
         """Ping the server (bounded by the client's server-selection timeout)."""
         self.runs.database.client.admin.command("ping")
 
+    def close(self) -> None:
+        """Close the client (pymongo warns when a client is garbage-collected open)."""
+        self.runs.database.client.close()
+
     def __repr__(self) -> str:
         return f"MongoObserver({self.display_url!r})"

@@ -89,6 +89,11 @@ class SqlMetricsObserver(SqlObserver):
             connection.execute(sa.text("SELECT 1"))
         self._create_tables()
 
+    def close(self) -> None:
+        """Release the session and the engine's pooled connections."""
+        self.session.remove()
+        self.engine.dispose()
+
     def _create_tables(self) -> None:
         for attempt in range(_START_ATTEMPTS):
             try:

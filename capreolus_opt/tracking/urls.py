@@ -77,6 +77,14 @@ def check_reachable(observers: Sequence) -> None:
             ) from None
 
 
+def close_observers(observers: Sequence) -> None:
+    """Release the connections held by ``observers`` (those that hold any)."""
+    for observer in observers:
+        close = getattr(observer, "close", None)
+        if close is not None:
+            close()
+
+
 def _file_observer(url: str, shown: str):
     from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
 

@@ -79,7 +79,10 @@ def run_training(*, workdir, sink=None, on_start=None):
 
     os.makedirs(workdir, exist_ok=True)
     ckpt = os.path.join(workdir, "ckpt.json")
-    start = json.load(open(ckpt))["step"] if os.path.exists(ckpt) else 0
+    start = 0
+    if os.path.exists(ckpt):
+        with open(ckpt) as f:
+            start = json.load(f)["step"]
 
     def save(step):
         with open(ckpt, "w") as f:
