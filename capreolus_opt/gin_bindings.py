@@ -1,0 +1,303 @@
+"""The one module that imports gin: registers our factories and runs the configured training.
+
+Library code (optimizer, training, models, data) stays gin-free and takes plain keyword arguments;
+this module attaches gin at the edge (t5x's habit). Every factory has an explicit signature, so a
+misspelt binding such as ``AdamMultilr.learnig_rate = 1e-3`` fails when the file is parsed, with
+gin's message naming the parameter, instead of failing at construction (Keras constructors take
+``**kwargs``; DESIGN.md §4). We never ``import gin.tf`` (it needs ``tf.estimator``, gone since
+TF 2.16).
+
+Names in gin files:
+
+- ``AdamMultilr``: the optimizer (``train.optimizer = @AdamMultilr``: an uncalled reference, so the
+  training loop constructs it inside ``strategy.scope()``).
+- ``schedules.ExponentialDecay | PolynomialDecay | CosineDecay | PiecewiseConstantDecay``: Keras
+  learning-rate schedules, usable as a group lr inside ``pattern_lrs``.
+- ``make_strategy``, ``train``: the training layer.
+- ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``, ``layerwise_decay_pattern_lrs``
+  and (with the ``hub`` extra) ``BertRerankingTask``: the example task.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import gin
+import keras
+
+from capreolus_opt import training as _training
+from capreolus_opt.data.synthetic import SyntheticRankingData
+from capreolus_opt.data.tsv import TsvRankingData
+from capreolus_opt.models.reranker import RerankingTask
+from capreolus_opt.optimizer import AdamMultilr
+
+_MODULE = "capreolus_opt"
+
+
+class GinConfigError(ValueError):
+    """A gin file or binding could not be parsed; the message names the file or binding."""
+
+
+# --- optimizer -------------------------------------------------------------------------------
+@gin.register("AdamMultilr", module=_MODULE)
+def adam_multilr(
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 0.001,
+    pattern_lrs: Any = None,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    strict: bool = False,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str = "AdamMultilr",
+) -> AdamMultilr:
+    """Builds :class:`capreolus_opt.AdamMultilr`; every argument is passed through unchanged."""
+    return AdamMultilr(
+        learning_rate=learning_rate,
+        pattern_lrs=pattern_lrs,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=epsilon,
+        amsgrad=amsgrad,
+        strict=strict,
+        weight_decay=weight_decay,
+        clipnorm=clipnorm,
+        clipvalue=clipvalue,
+        global_clipnorm=global_clipnorm,
+        use_ema=use_ema,
+        ema_momentum=ema_momentum,
+        ema_overwrite_frequency=ema_overwrite_frequency,
+        loss_scale_factor=loss_scale_factor,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        name=name,
+    )
+
+
+# --- learning-rate schedules (factories, so Keras serialises the real classes) ----------------
+_schedules = keras.optimizers.schedules
+
+
+@gin.register("ExponentialDecay", module="schedules")
+def exponential_decay(
+    initial_learning_rate: float,
+    decay_steps: int,
+    decay_rate: float,
+    staircase: bool = False,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """``lr * decay_rate ** (step / decay_steps)`` (floored when ``staircase``)."""
+    return _schedules.ExponentialDecay(initial_learning_rate, decay_steps, decay_rate, staircase)
+
+
+@gin.register("PolynomialDecay", module="schedules")
+def polynomial_decay(
+    initial_learning_rate: float,
+    decay_steps: int,
+    end_learning_rate: float = 0.0001,
+    power: float = 1.0,
+    cycle: bool = False,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Polynomial decay from ``initial_learning_rate`` to ``end_learning_rate``."""
+    return _schedules.PolynomialDecay(
+        initial_learning_rate, decay_steps, end_learning_rate, power, cycle
+    )
+
+
+@gin.register("CosineDecay", module="schedules")
+def cosine_decay(
+    initial_learning_rate: float,
+    decay_steps: int,
+    alpha: float = 0.0,
+    warmup_target: float | None = None,
+    warmup_steps: int = 0,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Cosine decay with an optional linear warm-up to ``warmup_target``."""
+    return _schedules.CosineDecay(
+        initial_learning_rate,
+        decay_steps,
+        alpha=alpha,
+        warmup_target=warmup_target,
+        warmup_steps=warmup_steps,
+    )
+
+
+@gin.register("PiecewiseConstantDecay", module="schedules")
+def piecewise_constant_decay(
+    boundaries: Sequence[int], values: Sequence[float]
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """``values[i]`` while the step is in ``(boundaries[i-1], boundaries[i]]``."""
+    return _schedules.PiecewiseConstantDecay(list(boundaries), list(values))
+
+
+# --- training, task, data: the library functions have explicit keyword-only signatures ------
+# The entry points pass workdir, sink and on_start; they are not hyperparameters.
+_RUNTIME_ARGS = ("workdir", "sink", "on_start")
+gin.register("make_strategy", module=_MODULE)(_training.make_strategy)
+gin.register("train", module=_MODULE, denylist=_RUNTIME_ARGS)(_training.train)
+gin.register("RerankingTask", module=_MODULE)(RerankingTask)
+gin.register("SyntheticRankingData", module=_MODULE)(SyntheticRankingData)
+gin.register("TsvRankingData", module=_MODULE)(TsvRankingData)
+
+
+# --- parsing and running -----------------------------------------------------------------------
+def parse_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
+    """Clears gin's bindings, then parses ``gin_files`` in order and ``gin_bindings`` after them.
+
+    Raises:
+        GinConfigError: a file is missing or a file or binding does not parse (the message names
+            it and carries gin's explanation, e.g. an unknown parameter).
+    """
+    gin.clear_config()
+    for path in gin_files:
+        if not os.path.isfile(path):
+            raise GinConfigError(f"gin file {path!r} does not exist (expected a readable file)")
+        try:
+            gin.parse_config_file(path)
+        except Exception as err:  # gin raises ValueError, KeyError, SyntaxError, ImportError...
+            gin.clear_config()
+            raise GinConfigError(f"could not parse gin file {path!r}: {err}") from err
+    for binding in gin_bindings:
+        try:
+            gin.parse_config(binding)
+        except Exception as err:
+            gin.clear_config()
+            raise GinConfigError(f"could not parse gin binding {binding!r}: {err}") from err
+
+
+def run_training(*, workdir: str, sink: Any = None, on_start: Callable | None = None) -> Any:
+    """Calls the gin-configured :func:`capreolus_opt.training.train` (after :func:`parse_config`).
+
+    Resumes from the latest checkpoint in ``workdir`` when there is one.
+    """
+    train = gin.get_configurable(f"{_MODULE}.train")
+    return train(workdir=workdir, sink=sink, on_start=on_start)
+
+
+def configured(param: str) -> Any:
+    """Evaluates the binding ``param`` (e.g. ``"train.task"``) as gin would when calling.
+
+    Evaluated references (``@RerankingTask()``) are called, uncalled references (``@AdamMultilr``)
+    are returned as the configurable callable, macros are resolved.
+    """
+    return _resolve(gin.query_parameter(param))
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, gin.config.ConfigurableReference):
+        fn = value.scoped_configurable_fn
+        return fn() if value.evaluate else fn
+    if isinstance(value, list | tuple):
+        return type(value)(_resolve(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
+def config_text() -> str:
+    """Everything parsed (``gin.config_str()``)."""
+    return gin.config_str()
+
+
+def operative_config_text() -> str:
+    """Only the parameters that were used, after they were used (``gin.operative_config_str()``)."""
+    return gin.operative_config_str()
+
+
+def flat_hyperparameters() -> list[tuple[str, Any]]:
+    """Every hyperparameter in effect after parsing, as sorted ``(name, JSON-able value)`` pairs.
+
+    Names follow gin's binding syntax without our module prefix (``AdamMultilr.learning_rate``,
+    ``train/schedules.CosineDecay.decay_steps`` for a scoped binding). Besides explicit bindings,
+    the signature defaults of every bound or referenced configurable are included, so two runs
+    compare on the values they actually used. Nested lists of dicts (``pattern_lrs``) are flattened
+    into names like ``AdamMultilr.pattern_lrs[0].lr``; references become their gin text
+    (``@RerankingTask()``). Pairs rather than a dict: Sacred and MongoDB reject keys with ".".
+    """
+    # gin 0.5 has no public way to enumerate bindings; _CONFIG is its {(scope, selector): {...}}.
+    config: dict[tuple[str, str], dict[str, Any]] = gin.config._CONFIG
+    flat: dict[str, Any] = {}
+    seen: set[tuple[str, str]] = set()
+    pending = [key for key in config if not key[1].startswith("gin.")]
+    while pending:
+        scope, selector = pending.pop()
+        if (scope, selector) in seen:
+            continue
+        seen.add((scope, selector))
+        configurable = gin.config._REGISTRY.get_match(selector)
+        if configurable is None:
+            continue
+        prefix = (scope + "/" if scope else "") + _display(configurable.selector)
+        values = dict(_signature_defaults(configurable.wrapped))
+        values.update(config.get((scope, selector), {}))
+        for param, value in values.items():
+            for ref in _references(value):
+                if not ref.configurable.selector.startswith("gin."):
+                    pending.append(("/".join(ref.scopes), ref.configurable.selector))
+            _flatten(f"{prefix}.{param}", value, flat)
+    return sorted(flat.items())
+
+
+def _display(selector: str) -> str:
+    return selector.removeprefix(_MODULE + ".")
+
+
+def _signature_defaults(fn: Callable) -> Iterable[tuple[str, Any]]:
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    for name, param in inspect.signature(target).parameters.items():
+        if name == "self" or name in _RUNTIME_ARGS:
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.default is not inspect.Parameter.empty:
+            yield name, param.default
+
+
+def _references(value: Any) -> Iterable[gin.config.ConfigurableReference]:
+    if isinstance(value, gin.config.ConfigurableReference):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _references(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _references(v)
+
+
+def _flatten(name: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, gin.config.ConfigurableReference):
+        if value.configurable.wrapped is gin.config.macro:
+            _flatten(name, gin.query_parameter(repr(value)), out)
+        else:
+            out[name] = repr(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{name}[{key!r}]" if not _is_identifier(key) else f"{name}.{key}", item, out)
+    elif isinstance(value, list | tuple) and any(
+        isinstance(v, dict | list | tuple | gin.config.ConfigurableReference) for v in value
+    ):
+        for i, item in enumerate(value):
+            _flatten(f"{name}[{i}]", item, out)
+    elif isinstance(value, list | tuple):
+        out[name] = [_scalar(v) for v in value]
+    else:
+        out[name] = _scalar(value)
+
+
+def _is_identifier(key: Any) -> bool:
+    return isinstance(key, str) and key.isidentifier()
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
