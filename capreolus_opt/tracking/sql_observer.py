@@ -119,9 +119,12 @@ class SqlMetricsObserver(SqlObserver):
         for attempt in range(_START_ATTEMPTS):
             try:
                 # _id=None: number runs in this database, whatever another observer chose.
-                return super()._add_event(
-                    ex_info, command, host_info, config, meta_info, None, status, **kwargs
-                )
+                # no_autoflush: Sacred's get_or_create queries while the new Experiment links
+                # already-stored Dependency rows; an autoflush then warns (SAWarning) and skips.
+                with self.session.no_autoflush:
+                    return super()._add_event(
+                        ex_info, command, host_info, config, meta_info, None, status, **kwargs
+                    )
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 self.session.rollback()
                 if attempt == _START_ATTEMPTS - 1:
