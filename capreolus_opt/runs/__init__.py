@@ -7,14 +7,14 @@ UUID across FileStorage folders, SQL databases and MongoDB (see ``load.py``).
 from __future__ import annotations
 
 from capreolus_opt.runs.load import RunList, load_runs, source_kind
-from capreolus_opt.runs.records import LoadProblem, MetricSeries, Run, lower_is_better
+from capreolus_opt.runs.records import LoadProblem, MetricSeries, Run, best_direction
 
 __all__ = [
     "LoadProblem",
     "MetricSeries",
     "Run",
     "RunList",
+    "best_direction",
     "load_runs",
-    "lower_is_better",
     "source_kind",
 ]

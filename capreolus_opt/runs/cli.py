@@ -133,7 +133,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
     results = sweep.run_points(argvs, points, args.parallel, on_done=report)
     failed = sum(r.returncode != 0 for r in results)
     print(f"{len(points) - failed} of {len(points)} points succeeded")
-    runs = sweep.sweep_runs(_load(observers[:1]), points, started)
+    uuids = [r.run_uuid for r in results if r.run_uuid]
+    runs = sweep.sweep_runs(_load(observers[:1]), points, started, uuids)
     if runs:
         from capreolus_opt.runs.load import RunList
 
@@ -176,7 +177,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "compare", help="one row per run: differing hyperparameters, final/best metrics",
         description="Compare runs. 'best' is the minimum for metrics whose name contains "
-        "loss/error/perplexity and the maximum otherwise.",
+        "loss/error/perplexity, none for group/ diagnostics, and the maximum otherwise.",
     )  # fmt: skip
     p.add_argument("sources", nargs="+", metavar="SOURCE", help=sources_help)
     _add_selection(p)

@@ -3,7 +3,8 @@
 Columns: ``run`` (UUID; its first 8 hex digits in text tables), ``status``, ``duration_s``, each
 hyperparameter whose value is not the same in every listed run, then ``<metric>:final`` and
 ``<metric>:best`` per chosen metric. "final" is the value at the largest step; "best" is the
-minimum for losses/errors and the maximum otherwise (:func:`records.lower_is_better`). Runs with
+minimum for losses/errors, the maximum for other metrics, and absent (no column) for the
+``group/`` diagnostics, which have no better direction (:func:`records.best_direction`). Runs with
 no series for an ``eval/`` metric fall back to their ``result`` dict.
 
 Metric selection: default = every ``eval/...`` metric any run has, plus ``train/loss``; names may
@@ -21,7 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs.records import Run, differing_hparams
+from capreolus_opt.runs.records import Run, best_direction, differing_hparams
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -107,7 +108,9 @@ def compare_rows(runs: Sequence[Run], metrics: Sequence[str]) -> tuple[list[str]
     params = differing_hparams(runs)
     columns = ["run", "status", "duration_s", *params]
     for metric in metrics:
-        columns += [f"{metric}:final", f"{metric}:best"]
+        columns.append(f"{metric}:final")
+        if best_direction(metric) is not None:
+            columns.append(f"{metric}:best")
     rows = []
     for run in runs:
         row: dict[str, Any] = {"run": run.run_uuid, "status": run.status}
@@ -115,7 +118,8 @@ def compare_rows(runs: Sequence[Run], metrics: Sequence[str]) -> tuple[list[str]
         row.update({name: run.hparams.get(name) for name in params})
         for metric in metrics:
             row[f"{metric}:final"] = run.final(metric)
-            row[f"{metric}:best"] = run.best(metric)
+            if best_direction(metric) is not None:
+                row[f"{metric}:best"] = run.best(metric)
         rows.append(row)
     return columns, rows
 

@@ -5,9 +5,10 @@ observer; the readers in ``file.py``, ``sql.py`` and ``mongo.py`` turn each stor
 :class:`Run`, so that ``compare``/``diff``/``plot`` never care where a run came from. A run is
 identified by ``info.run_uuid`` (ours), not by Sacred's id, which differs across observers.
 
-Which value is "best" (:func:`lower_is_better`): a metric whose last path component contains
-``loss``, ``error`` or ``perplexity`` is minimised; every other metric (``eval/mrr@10``,
-``eval/ndcg@10``, ...) is maximised.
+Which value is "best" (:func:`best_direction`): a metric whose last path component contains
+``loss``, ``error`` or ``perplexity`` is minimised; the per-group diagnostics ``group/...`` (lr,
+grad/update/param norms) have no better direction, so no best; every other metric
+(``eval/mrr@10``, ``eval/ndcg@10``, ...) is maximised.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ class LoadProblem:
         return f"{self.location}: {self.reason}"
 
 
-def lower_is_better(metric: str) -> bool:
-    """Return True when smaller values of ``metric`` are better (losses, errors, perplexity)."""
+def best_direction(metric: str) -> str | None:
+    """``"min"`` for losses/errors/perplexity, None for ``group/`` diagnostics, else ``"max"``."""
     leaf = metric.rsplit("/", 1)[-1].lower()
-    return any(word in leaf for word in _MINIMISED_WORDS)
+    if any(word in leaf for word in _MINIMISED_WORDS):
+        return "min"
+    if metric.startswith("group/"):
+        return None
+    return "max"
 
 
 @dataclasses.dataclass
@@ -112,10 +117,14 @@ class Run:
         return self._from_result(metric)
 
     def best(self, metric: str) -> float | None:
-        """Best logged value of ``metric`` under :func:`lower_is_better`; see :meth:`final`."""
+        """Best logged value of ``metric`` under :func:`best_direction` (None when it has no
+        direction); see :meth:`final`."""
+        direction = best_direction(metric)
+        if direction is None:
+            return None
         series = self.metrics.get(metric)
         if series is not None and len(series):
-            return series.best(lower_is_better(metric))
+            return series.best(direction == "min")
         return self._from_result(metric)
 
     def _from_result(self, metric: str) -> float | None:

@@ -7,8 +7,9 @@ order given. Each point runs ``python -m capreolus_opt.cli train CONFIG --gin_pa
 ... --observer URL ...`` in its own process; up to ``--parallel`` run at once; a failed point is
 reported (exit status and the tail of its output) and does not stop the others.
 
-The sweep's runs are then found in the first observer as the runs that started after the sweep
-did and whose recorded ``gin_bindings`` contain the point's bindings.
+The sweep's runs are then found in the first observer: those whose UUID a point's ``train``
+printed (``run <uuid> COMPLETED ...``), and those that started after the sweep did with a point's
+bindings in their recorded ``gin_bindings`` (a run killed before it printed its UUID).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 _NAME = re.compile(r"^[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*$")
 _PAIRS = {"[": "]", "(": ")", "{": "}"}
+# What `capreolus-opt train` prints once the run ends (tracking/cli.py).
+_RUN_LINE = re.compile(r"^run ([0-9a-f]{32}) (COMPLETED|FAILED|INTERRUPTED)\b", re.MULTILINE)
 
 
 def split_top_level(text: str) -> list[str]:
@@ -107,6 +110,12 @@ class PointResult:
     returncode: int
     output: str
 
+    @property
+    def run_uuid(self) -> str | None:
+        """The run UUID that ``train`` reported, if it got that far."""
+        match = _RUN_LINE.search(self.output)
+        return match.group(1) if match else None
+
 
 def train_command(
     config: str, bindings: Sequence[str], observers: Sequence[str], extra: Sequence[str] = ()
@@ -156,11 +165,17 @@ def _normalise(binding: str) -> str:
     return f"{name.strip()}={value.strip()}"
 
 
-def sweep_runs(runs: Sequence, points: Sequence[list[str]], started: dt.datetime) -> list:
-    """The runs of this sweep: started after ``started`` with a point's bindings recorded."""
+def sweep_runs(
+    runs: Sequence, points: Sequence[list[str]], started: dt.datetime, uuids: Sequence[str] = ()
+) -> list:
+    """The runs of this sweep: a reported UUID, or started after ``started`` with a point's
+    bindings recorded (whitespace around ``=`` ignored)."""
     wanted = [{_normalise(b) for b in point} for point in points]
     out = []
     for run in runs:
+        if run.run_uuid in uuids:
+            out.append(run)
+            continue
         if run.start_time is None or run.start_time < started:
             continue
         recorded = {_normalise(b) for b in run.gin_bindings}

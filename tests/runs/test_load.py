@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from run_fixtures import GROUPS, Spec, lr_specs, record_run
 
-from capreolus_opt.runs import load_runs, lower_is_better
+from capreolus_opt.runs import best_direction, load_runs
 
 
 def _check_against_spec(run, spec: Spec) -> None:
@@ -22,8 +22,11 @@ def _check_against_spec(run, spec: Spec) -> None:
         np.testing.assert_array_equal(np.asarray(series.steps, dtype=np.float64), steps)
         np.testing.assert_allclose(series.values, values, rtol=1e-12)
         assert run.final(name) == pytest.approx(values[-1])
-        best = values.min() if lower_is_better(name) else values.max()
-        assert run.best(name) == pytest.approx(best)
+        if name.startswith("group/"):
+            assert run.best(name) is None
+        else:
+            best = values.min() if name.endswith("loss") else values.max()
+            assert run.best(name) == pytest.approx(best)
     assert run.duration is not None and run.duration >= 0
 
 
@@ -119,6 +122,9 @@ def test_unknown_scheme_raises_naming_it():
         load_runs("ftp://host/runs")
 
 
-def test_lower_is_better_rule():
-    assert lower_is_better("train/loss") and lower_is_better("eval/error_rate")
-    assert not lower_is_better("eval/mrr@10") and not lower_is_better("group/head/lr")
+def test_best_direction_rule():
+    assert best_direction("train/loss") == best_direction("eval/error_rate") == "min"
+    assert best_direction("eval/loss") == "min"
+    assert best_direction("eval/mrr@10") == best_direction("eval/ndcg@10") == "max"
+    assert best_direction("group/head/lr") is None
+    assert best_direction("group/encoder/grad_norm") is None

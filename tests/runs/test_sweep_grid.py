@@ -93,3 +93,12 @@ def test_sweep_runs_selects_by_start_time_and_bindings():
     older = _run(started - dt.timedelta(seconds=5), ["A.x = 1", "B.y = 'p'"])
     other = _run(started + dt.timedelta(seconds=5), ["A.x = 3", "B.y = 'p'"])
     assert sweep.sweep_runs([mine, older, other], points, started) == [mine]
+    assert sweep.sweep_runs([mine, older, other], points, started, [other.run_uuid]) == [
+        mine, other,
+    ]  # fmt: skip
+
+
+def test_point_result_reads_the_uuid_train_printed():
+    out = "noise\nrun 0bb15d4b39bf4e1886dbb0176088aa73 FAILED:\nTraceback"
+    assert sweep.PointResult(["A.x = 1"], 1, out).run_uuid == "0bb15d4b39bf4e1886dbb0176088aa73"
+    assert sweep.PointResult(["A.x = 1"], 2, "error: bad binding").run_uuid is None
