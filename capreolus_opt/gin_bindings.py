@@ -161,11 +161,17 @@ def parse_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
     for path in gin_files:
         if not os.path.isfile(path):
             raise GinConfigError(f"gin file {path!r} does not exist (expected a readable file)")
+        # `include 'quickstart.gin'` resolves beside the including file first, whatever the cwd
+        # (gin has no public API for this; it searches _LOCATION_PREFIXES in order).
+        prefixes = gin.config._LOCATION_PREFIXES
+        prefixes.insert(0, os.path.dirname(os.path.abspath(path)))
         try:
-            gin.parse_config_file(path)
+            gin.parse_config_file(os.path.abspath(path))
         except Exception as err:  # gin raises ValueError, KeyError, SyntaxError, ImportError...
             gin.clear_config()
             raise GinConfigError(f"could not parse gin file {path!r}: {err}") from err
+        finally:
+            prefixes.pop(0)
     for binding in gin_bindings:
         try:
             gin.parse_config(binding)
