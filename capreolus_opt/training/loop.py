@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -236,15 +235,16 @@ def train(
                     log.log_metrics(step, metrics)
                 if stop:
                     state.save(step)
-                    if log is not None:
-                        log.flush()
                     raise KeyboardInterrupt(f"signal {stop.signal} at step {step}; checkpointed")
                 if checkpoint_every and step % checkpoint_every == 0:
                     state.save(step)
                 if eval_every and step % eval_every == 0 and step < num_steps:
                     run_eval(step)
     finally:
+        # Also on NonFiniteLossError / KeyboardInterrupt: what was logged reaches the tracker.
         reporter.close()
+        if log is not None:
+            log.flush()
     eval_metrics = run_eval(step)
     if state.last_saved_step != step:
         state.save(step)

@@ -28,6 +28,23 @@ import tensorflow as tf
 
 KINDS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
+# One strategy per (class, devices) per process: two MirroredStrategy instances over the same
+# devices draw collective instance keys from separate counters, and their gathers/all-reduces
+# then collide ("Collective instance N expected type 0 ... but got type 2"), seen with TF 2.21
+# when a process trains twice (tests, notebooks, sweeps).
+_CACHE: dict[tuple[str, tuple[str, ...]], tf.distribute.Strategy] = {}
+
+
+def _cached(cls: type, devices: list[str] | None = None) -> tf.distribute.Strategy:
+    key = (cls.__name__, tuple(devices or ()))
+    if key not in _CACHE:
+        _CACHE[key] = (
+            cls(devices[0])
+            if cls is tf.distribute.OneDeviceStrategy
+            else (cls(devices) if devices is not None else cls())
+        )
+    return _CACHE[key]
+
 
 def configure_cpu_devices(num_cpu_devices: int) -> None:
     """Split the first physical CPU into ``num_cpu_devices`` logical devices.
@@ -79,7 +96,7 @@ def make_strategy(
         # Must come before anything that initialises the runtime (listing logical devices does).
         _check_tf_config()
         configure_cpu_devices(num_cpu_devices)
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _cached(tf.distribute.MultiWorkerMirroredStrategy)
     configure_cpu_devices(num_cpu_devices)
     if kind == "tpu":
         return _tpu_strategy(tpu)
@@ -89,23 +106,23 @@ def make_strategy(
         if tpu or _tpu_hint():
             return _tpu_strategy(tpu)
         if len(gpus) > 1:
-            return tf.distribute.MirroredStrategy(gpus)
+            return _cached(tf.distribute.MirroredStrategy, gpus)
         if len(gpus) == 1:
-            return tf.distribute.OneDeviceStrategy(gpus[0])
+            return _cached(tf.distribute.OneDeviceStrategy, gpus[:1])
         if num_cpu_devices > 1:
-            return tf.distribute.MirroredStrategy(cpus)
+            return _cached(tf.distribute.MirroredStrategy, cpus)
         return tf.distribute.get_strategy()
     if kind == "default":
         return tf.distribute.get_strategy()
     if kind == "one_device":
-        return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
+        return _cached(tf.distribute.OneDeviceStrategy, (gpus or cpus)[:1])
     devices = gpus or cpus
     if len(devices) < 2:
         raise ValueError(
             "strategy kind 'mirrored' needs at least two devices; found GPUs "
             f"{gpus} and logical CPUs {cpus}. On a CPU-only machine set num_cpu_devices=N >= 2."
         )
-    return tf.distribute.MirroredStrategy(devices)
+    return _cached(tf.distribute.MirroredStrategy, devices)
 
 
 def _check_tf_config() -> None:
@@ -153,6 +170,15 @@ def strategy_kind(strategy: tf.distribute.Strategy) -> str:
     return "default"
 
 
+def _devices(strategy: tf.distribute.Strategy) -> list[str]:
+    if strategy_kind(strategy) == "default":
+        # The default strategy has no device list; ops go to TF's default device.
+        return [
+            (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
+        ]
+    return [str(d) for d in strategy.extended.worker_devices]
+
+
 def strategy_summary(strategy: tf.distribute.Strategy) -> dict[str, Any]:
     """JSON-able description: kind, class, num_replicas, devices (this worker's), num_workers,
     and for multi-worker runs this worker's task type and id."""
@@ -161,7 +187,7 @@ def strategy_summary(strategy: tf.distribute.Strategy) -> dict[str, Any]:
         "kind": strategy_kind(strategy),
         "class": type(strategy).__name__,
         "num_replicas": int(strategy.num_replicas_in_sync),
-        "devices": [str(d) for d in strategy.extended.worker_devices],
+        "devices": _devices(strategy),
         "num_workers": 1,
     }
     if resolver is not None and resolver.cluster_spec().as_dict():

@@ -73,3 +73,36 @@ class RegressionTask:
     def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         err = outputs["pred"].astype(np.float64) - outputs["y"]
         return {"mse": float(np.mean(err**2)), "count": float(err.size)}
+
+
+# ------------------------------------------------------------------ references for the tests
+def checkpoint_tensors(path: str) -> dict[str, np.ndarray]:
+    """Every training tensor saved in a checkpoint, by key (model, optimizer, step)."""
+    reader = tf.train.load_checkpoint(path)
+    return {
+        k: reader.get_tensor(k)
+        for k in reader.get_variable_to_shape_map()
+        # save_counter counts save() calls: bookkeeping, not training state.
+        if not k.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))
+    }
+
+
+def model_weights(task: RegressionTask, path: str) -> list[np.ndarray]:
+    """[encoder kernel, encoder bias, head kernel, head bias] saved at `path`, float64."""
+    model = task.build_model()
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    return [np.asarray(v.numpy(), np.float64) for v in model.trainable_variables]
+
+
+def numpy_gradients(weights: list[np.ndarray], batch: dict) -> list[np.ndarray]:
+    """Gradient of mean((x W1 + b1) W2 + b2 - y)^2 over the batch, by hand in float64."""
+    w1, b1, w2, b2 = weights
+    x, y = batch["x"].astype(np.float64), batch["y"].astype(np.float64)
+    h = x @ w1 + b1
+    dpred = 2.0 * ((h @ w2)[:, 0] + b2[0] - y) / len(y)
+    dh = dpred[:, None] * w2[:, 0][None, :]
+    return [x.T @ dh, dh.sum(0), h.T @ dpred[:, None], np.array([dpred.sum()])]
+
+
+def l2(arrays: list[np.ndarray]) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(a)) for a in arrays)))
