@@ -1,7 +1,7 @@
 """A tiny Task (docs/ARCHITECTURE.md, Task protocol) for the training-loop tests: linear regression.
 
-y = x @ w_true + 0.5 plus noise; the model is Dense(hidden, name="encoder") -> Dense(1, name="head"),
-so the optimizer can put `encoder/` and `head/` in their own lr groups.
+y = x @ w_true + 0.5 plus noise; the model is Dense(hidden, name="encoder") -> Dense(1,
+name="head"), so the optimizer can put `encoder/` and `head/` in their own lr groups.
 """
 
 from __future__ import annotations

@@ -100,7 +100,10 @@ def test_group_diagnostics_match_numpy_from_weights_before_and_after(tmp_path: P
     # lr used by step t=4: the head's schedule at iteration 3; float groups as given.
     lrs = {"encoder": 0.02, "head": 0.05 * 0.5**3, "default": 0.01}
     for group, idx in members.items():
-        pick = lambda arrays: [arrays[i] for i in idx]  # noqa: E731
+
+        def pick(arrays: list[np.ndarray], idx: list[int] = idx) -> list[np.ndarray]:
+            return [arrays[i] for i in idx]
+
         expected = {
             "lr": lrs[group],
             "grad_norm": l2(pick(grads)),  # of the gradient summed over both replicas
