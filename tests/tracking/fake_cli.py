@@ -1,0 +1,17 @@
+"""``capreolus-opt train ARGS`` on the fake backend, as a separate process (concurrency tests)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import fake_backend
+
+from capreolus_opt.cli import build_parser
+from capreolus_opt.tracking import cli
+
+if __name__ == "__main__":
+    args = build_parser().parse_args(["train", *sys.argv[1:]])
+    sys.exit(cli.handle_train(args, backend=fake_backend))
