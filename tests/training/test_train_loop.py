@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tasks import RegressionTask, checkpoint_tensors, l2, model_weights, numpy_gradients
+from regression_task import RegressionTask, checkpoint_tensors, l2, model_weights, numpy_gradients
 
 from capreolus_opt import AdamMultilr
 from capreolus_opt.training import ListSink, NonFiniteLossError, make_strategy, train
