@@ -103,6 +103,8 @@ class AdamMultilr(keras.optimizers.Adam):
             entry, e.g. ``pattern_lrs[1]['patterns'][0]``.
         strict: raise ValueError (instead of a UserWarning) at build time when a group or pattern
             matches no variable.
+        fused: use TF's fused Adam kernels where possible (outside XLA, float32/float64). False
+            forces the op-by-op `keras.ops` path, bit-for-bit `keras.optimizers.Adam`.
         **kwargs: every `keras.optimizers.Optimizer` argument (clipnorm, weight_decay, ...).
     """
 
@@ -116,6 +118,7 @@ class AdamMultilr(keras.optimizers.Adam):
         name: str = "AdamMultilr",
         pattern_lrs: Any = None,
         strict: bool = False,
+        fused: bool = True,
         **kwargs: Any,
     ) -> None:
         if "lr" in kwargs:
@@ -140,6 +143,7 @@ class AdamMultilr(keras.optimizers.Adam):
         )
         self._group_specs = tuple(specs)
         self.strict = bool(strict)
+        self.fused = bool(fused)
         self._resolution: _Resolution | None = None
         self._eager_steps = _EagerSteps()
         # Float, non-frozen group lrs: variables created now (before build) so a checkpoint can
@@ -357,26 +361,28 @@ class AdamMultilr(keras.optimizers.Adam):
         pairs = self._all_reduce_sum_gradients(pairs)
         clipped = self._clip([g for g, _ in pairs])
         lrs = [tf.convert_to_tensor(lr) for lr in self._step_learning_rates(learning_rate)]
-        local_step = tf.cast(self.iterations + 1, tf.float32)
-        powers = {}
-        for _, variable in pairs:
-            dtype = tf.as_dtype(variable.dtype)
-            if dtype not in powers:
-                step = tf.cast(local_step, dtype) if dtype != tf.float32 else local_step
-                powers[dtype] = (
-                    tf.pow(tf.cast(self.beta_1, dtype), step),
-                    tf.pow(tf.cast(self.beta_2, dtype), step),
-                )
+        # Fused-kernel scalars (lr, beta powers, constants) once per (group, dtype) per step, so
+        # that each variable costs one kernel (200 small variables: DESIGN.md §3).
+        group_of = self._built_resolution().group_of
+        scalars: dict[tuple[int, tf.DType], tuple] = {}
+        if self.fused and not fused.in_xla_context():
+            local_step = self.iterations + 1
+            for grad, variable in pairs:
+                key = (group_of[self._get_variable_index(variable)], tf.as_dtype(variable.dtype))
+                if key not in scalars and fused.fusable(variable, grad):
+                    scalars[key] = fused.step_scalars(
+                        lrs[key[0]], local_step, self.beta_1, self.beta_2, self.epsilon, key[1]
+                    )
         tf.__internal__.distribute.interim.maybe_merge_call(
             self._distributed_update,
             self._distribution_strategy,
             [(g, v) for g, (_, v) in zip(clipped, pairs, strict=True)],
             lrs,
-            powers,
+            scalars,
         )
 
     def _distributed_update(
-        self, distribution: Any, grads_and_vars: list, lrs: list, powers: dict
+        self, distribution: Any, grads_and_vars: list, lrs: list, scalars: dict
     ) -> None:
         group_of = self._built_resolution().group_of
         for grad, variable in grads_and_vars:
@@ -384,11 +390,13 @@ class AdamMultilr(keras.optimizers.Adam):
             distribution.extended.update(
                 variable,
                 self._update_variable,
-                args=(grad, lrs[group], group, powers[tf.as_dtype(variable.dtype)]),
+                args=(grad, lrs[group], group, scalars.get((group, tf.as_dtype(variable.dtype)))),
                 group=False,
             )
 
-    def _update_variable(self, variable: Any, grad: Any, lr: Any, group: int, powers: tuple) -> Any:
+    def _update_variable(
+        self, variable: Any, grad: Any, lr: Any, group: int, scalars: tuple | None
+    ) -> Any:
         """Decoupled weight decay at the group's lr, then the Adam step (fused when possible)."""
         spec = self._group_specs[group] if group < len(self._group_specs) else None
         decay = (
@@ -401,20 +409,11 @@ class AdamMultilr(keras.optimizers.Adam):
             lr_d = tf.cast(lr, variable.dtype)
             wd = tf.cast(decay, variable.dtype)
             variable.assign_sub(variable * wd * lr_d)
-        if fused.fusable(variable, grad) and not fused.in_xla_context():
+        if scalars is not None:
             index = self._get_variable_index(variable)
+            v_hat = self._velocity_hats[index] if self.amsgrad else None
             return fused.fused_adam_update(
-                variable=variable,
-                gradient=grad,
-                m=self._momentums[index],
-                v=self._velocities[index],
-                v_hat=self._velocity_hats[index] if self.amsgrad else None,
-                learning_rate=lr,
-                beta_1_power=powers[0],
-                beta_2_power=powers[1],
-                beta_1=self.beta_1,
-                beta_2=self.beta_2,
-                epsilon=self.epsilon,
+                variable, grad, self._momentums[index], self._velocities[index], v_hat, scalars
             )
         return self.update_step(grad, variable, lr)
 
@@ -423,6 +422,7 @@ class AdamMultilr(keras.optimizers.Adam):
         config = super().get_config()
         config["pattern_lrs"] = [spec.to_config() for spec in self._group_specs]
         config["strict"] = self.strict
+        config["fused"] = self.fused
         for spec, variable in zip(self._group_specs, self._group_lr_variables, strict=True):
             if variable is not None:  # the current value, like Keras does for learning_rate
                 entry = config["pattern_lrs"][self._group_specs.index(spec)]

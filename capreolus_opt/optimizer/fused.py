@@ -52,40 +52,49 @@ def fusable(variable: Any, gradient: Any) -> bool:
     )
 
 
-def fused_adam_update(
-    *,
-    variable: Any,
-    gradient: tf.Tensor,
-    m: Any,
-    v: Any,
-    v_hat: Any | None,
-    learning_rate: tf.Tensor,
-    beta_1_power: tf.Tensor,
-    beta_2_power: tf.Tensor,
-    beta_1: float,
-    beta_2: float,
-    epsilon: float,
-) -> tf.Operation:
-    """One fused Adam (or AMSGrad when `v_hat` is given) step on `variable`.
+def step_scalars(
+    learning_rate: Any, local_step: Any, beta_1: float, beta_2: float, epsilon: float, dtype: Any
+) -> tuple[tf.Tensor, ...]:
+    """`(lr, beta_1**t, beta_2**t, beta_1, beta_2, epsilon)` in `dtype`, as Keras computes them."""
+    step = tf.cast(local_step, dtype)
+    return (
+        tf.cast(learning_rate, dtype),
+        tf.pow(tf.cast(beta_1, dtype), step),
+        tf.pow(tf.cast(beta_2, dtype), step),
+        tf.cast(beta_1, dtype),
+        tf.cast(beta_2, dtype),
+        tf.cast(epsilon, dtype),
+    )
 
-    Kernel maths (identical to Keras' `Adam.update_step`):
-    ``alpha = lr * sqrt(1 - beta_2_power) / (1 - beta_1_power)``,
+
+def fused_adam_update(
+    variable: Any, gradient: tf.Tensor, m: Any, v: Any, v_hat: Any | None, scalars: tuple
+) -> tf.Operation:
+    """One fused Adam (AMSGrad when `v_hat` is given) step; `scalars` from `step_scalars`.
+
+    Kernel maths (the epsilon-hat form of Keras' `Adam.update_step`):
+    ``alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``,
     ``m += (g - m) * (1 - beta_1)``, ``v += (g*g - v) * (1 - beta_2)``,
     (AMSGrad: ``v_hat = max(v_hat, v)``, used in place of ``v``),
     ``variable -= alpha * m / (sqrt(v) + epsilon)``.
+    The kernel rounds ``1 - beta`` from the dtype's beta (Keras rounds the Python float), so the
+    two paths differ by a few 1e-6 relative in the update, the fused one being the closer to a
+    float64 reference.
     """
-    dtype = variable.dtype
+    lr, beta_1_power, beta_2_power, beta_1, beta_2, epsilon = scalars
+    if gradient.dtype != variable.dtype:
+        gradient = tf.cast(gradient, variable.dtype)
     kwargs = dict(
         var=_handle(variable),
         m=_handle(m),
         v=_handle(v),
-        beta1_power=tf.cast(beta_1_power, dtype),
-        beta2_power=tf.cast(beta_2_power, dtype),
-        lr=tf.cast(learning_rate, dtype),
-        beta1=tf.constant(beta_1, dtype),
-        beta2=tf.constant(beta_2, dtype),
-        epsilon=tf.constant(epsilon, dtype),
-        grad=tf.cast(gradient, dtype),
+        beta1_power=beta_1_power,
+        beta2_power=beta_2_power,
+        lr=lr,
+        beta1=beta_1,
+        beta2=beta_2,
+        epsilon=epsilon,
+        grad=gradient,
         use_locking=False,
     )
     if v_hat is None:
