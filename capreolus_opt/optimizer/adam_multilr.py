@@ -104,7 +104,8 @@ class AdamMultilr(keras.optimizers.Adam):
         strict: raise ValueError (instead of a UserWarning) at build time when a group or pattern
             matches no variable.
         fused: use TF's fused Adam kernels where possible (outside XLA, float32/float64). False
-            forces the op-by-op `keras.ops` path, bit-for-bit `keras.optimizers.Adam`.
+            forces the op-by-op `keras.ops` path (and no internal tf.function in eager mode):
+            bit-for-bit `keras.optimizers.Adam` when there are no groups.
         **kwargs: every `keras.optimizers.Optimizer` argument (clipnorm, weight_decay, ...).
     """
 
@@ -294,7 +295,14 @@ class AdamMultilr(keras.optimizers.Adam):
         plain_callable = callable(self._learning_rate) and not isinstance(
             self._learning_rate, LearningRateSchedule | keras.Variable
         )
-        return tf.executing_eagerly() and not tf.distribute.has_strategy() and not plain_callable
+        # fused=False promises Keras' exact op-by-op arithmetic, so it also runs eagerly op by op
+        # (grappler may reassociate `variable * wd * lr` inside a function: 1 ulp).
+        return (
+            self.fused
+            and tf.executing_eagerly()
+            and not tf.distribute.has_strategy()
+            and not plain_callable
+        )
 
     def _check_distributed_build(self) -> None:
         # Stock Keras fails here with "You must feed a value for placeholder" (DESIGN.md §3 (c)).
