@@ -10,9 +10,9 @@ absolute times on shared machines drift. Cases (issue 2): (a) ~27M parameters in
 and on. AdamMultilr has 3 groups (2 patterns + default); MultiOptimizer maps the same patterns
 to 3 Adam instances.
 
-Bandwidth: `tf.Variable.assign_add` over 2 x 512 MiB (beyond the L3), with TF's default thread
-pool (all cores): bytes moved = read var + read addend + write var. The floor of an fp32 Adam
-step is 28 B/param (read p, g, m, v; write p, m, v), 36 with amsgrad (v_hat read and written).
+Bandwidth: `tf.Variable.assign_add` over 2 x 256 MiB (beyond the L3), with TF's default thread
+pool (all cores), timed inside each case's rotation: bytes = read var + read addend + write var.
+The floor of an fp32 Adam step is 28 B/param (read p, g, m, v; write p, m, v), 36 with amsgrad (v_hat read and written).
 `B/param` below = time x bandwidth / params: the memory traffic the step would have moved had it
 streamed at the measured bandwidth the whole time; `floor x` = time / (floor bytes / bandwidth).
 """
@@ -85,19 +85,23 @@ def step_function(opt, variables, mode: str) -> Callable[[list[tf.Tensor]], None
     return fn
 
 
-def measure_bandwidth(repeats: int) -> float:
-    """Bytes/s of `assign_add` over 128M floats (3 x 512 MiB moved per call), median."""
-    n = 128 * 1024 * 1024
-    var = tf.Variable(tf.zeros([n], tf.float32))
-    addend = tf.ones([n], tf.float32)
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        var.assign_add(addend)
-        _ = var[0].numpy()  # make sure the kernel finished
-        times.append(time.perf_counter() - start)
-    del var, addend
-    return 3 * 4 * n / statistics.median(times[1:])
+class BandwidthProbe:
+    """`assign_add` over 64M floats (2 x 256 MiB, beyond the L3 with the addend): 768 MiB moved.
+
+    Run inside the interleaved rotation of every case, so that it sees the same contention as the
+    optimizers on this shared machine."""
+
+    def __init__(self) -> None:
+        self.n = 64 * 1024 * 1024
+        self.var = tf.Variable(tf.zeros([self.n], tf.float32))
+        self.addend = tf.ones([self.n], tf.float32)
+
+    def __call__(self, _grads: object) -> None:
+        self.var.assign_add(self.addend)
+        _ = self.var[0].numpy()  # wait for the kernel
+
+    def bandwidth(self, seconds: float) -> float:
+        return 3 * 4 * self.n / seconds
 
 
 def bench_case(case: str, mode: str, amsgrad: bool, repeats: int, kinds: list[str]) -> dict:
@@ -106,22 +110,27 @@ def bench_case(case: str, mode: str, amsgrad: bool, repeats: int, kinds: list[st
         for i, (_, shape) in enumerate(layout(case))
     ]
     grads = [tf.constant(g) for g in grads_np]
-    runners = {}
+    probe = BandwidthProbe()
+    runners = {"bandwidth": probe}
     for kind in kinds:
         variables = make_variables(case)
         opt = make_optimizer(kind, amsgrad)
         fn = step_function(opt, variables, mode)
+        runners[kind] = fn
+    for fn in runners.values():
         for _ in range(2):  # trace / compile and warm caches
             fn(grads)
-        runners[kind] = fn
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    times: dict[str, list[float]] = {kind: [] for kind in runners}
+    names = list(runners)
     for r in range(repeats):
-        order = kinds if r % 2 == 0 else kinds[::-1]  # alternate order against drift
+        order = names if r % 2 == 0 else names[::-1]  # alternate order against drift
         for kind in order:
             start = time.perf_counter()
             runners[kind](grads)
             times[kind].append(time.perf_counter() - start)
-    return {kind: statistics.median(ts) for kind, ts in times.items()}
+    result = {kind: statistics.median(ts) for kind, ts in times.items()}
+    result["bandwidth"] = probe.bandwidth(result["bandwidth"])
+    return result
 
 
 def main() -> None:
@@ -138,13 +147,12 @@ def main() -> None:
         for ams in (False, True)
         if not (args.quick and ams and case == "b")
     ]
-    bandwidth = measure_bandwidth(5)
     print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs")
-    print(f"measured bandwidth (assign_add, all cores): {bandwidth / 1e9:.1f} GB/s")
+    print("GB/s: assign_add bandwidth measured within each case's rotation (all cores)")
     print(f"median of {repeats} interleaved steps; ratios vs keras Adam (vs MultiOptimizer)\n")
     header = (
         f"{'case':<5}{'mode':<7}{'ams':<5}{'keras ms':>9}{'multi ms':>9}{'ours ms':>9}"
-        f"{'ours/keras':>11}{'ours/multi':>11}{'B/param':>9}{'floor x':>8}"
+        f"{'ours/keras':>11}{'ours/multi':>11}{'GB/s':>6}{'B/param':>9}{'floor x':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -152,13 +160,13 @@ def main() -> None:
         t = bench_case(case, mode, ams, repeats, kinds)
         params = sum(int(np.prod(s)) for _, s in layout(case))
         floor_bytes = 36 if ams else 28
-        ours = t["AdamMultilr"]
+        ours, bandwidth = t["AdamMultilr"], t["bandwidth"]
         achieved = ours * bandwidth / params
         print(
             f"{case:<5}{mode:<7}{'on' if ams else 'off':<5}"
             f"{t['keras Adam'] * 1e3:>9.2f}{t['MultiOptimizer'] * 1e3:>9.2f}{ours * 1e3:>9.2f}"
             f"{ours / t['keras Adam']:>10.2f}x{ours / t['MultiOptimizer']:>10.2f}x"
-            f"{achieved:>9.1f}{achieved / floor_bytes:>7.2f}x",
+            f"{bandwidth / 1e9:>6.1f}{achieved:>9.1f}{achieved / floor_bytes:>7.2f}x",
             flush=True,
         )
     print("\ncase a: 27.2M params / 13 variables; case b: 0.2M params / 200 variables")
