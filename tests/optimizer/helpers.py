@@ -165,3 +165,22 @@ def assert_update_close(
             raise AssertionError(
                 f"{what}{name}: update error {err:.3g} > {rtol:g} * max|update| ({scale:.3g})"
             )
+
+
+def small_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input(shape=(3,), dtype="int32"),
+            keras.layers.Embedding(10, 4, name="embedding"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, activation="tanh", name="encoder"),
+            keras.layers.Dense(1, name="head"),
+        ]
+    )
+
+
+def token_data(n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # Repeated token ids: the embedding gradient is an IndexedSlices with duplicates.
+    return rng.integers(0, 4, size=(n, 3)).astype(np.int32), rng.normal(size=(n, 1))

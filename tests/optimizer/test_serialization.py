@@ -12,7 +12,17 @@ import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
 
-from .helpers import SHAPES, initial_values, make_variables, random_grads, run
+from .helpers import (
+    SHAPES,
+    initial_values,
+    make_variables,
+    random_grads,
+    run,
+    small_model,
+)
+from .helpers import (
+    token_data as data,
+)
 
 SCHEDULE = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
 
@@ -60,25 +70,6 @@ def test_keras_serialize_deserialize():
     clone = keras.optimizers.deserialize(payload)
     assert type(clone) is AdamMultilr
     assert clone.get_config() == opt.get_config()
-
-
-def small_model(seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input(shape=(3,), dtype="int32"),
-            keras.layers.Embedding(10, 4, name="embedding"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(5, activation="tanh", name="encoder"),
-            keras.layers.Dense(1, name="head"),
-        ]
-    )
-
-
-def data(n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    # Repeated token ids: the embedding gradient is an IndexedSlices with duplicates.
-    return rng.integers(0, 4, size=(n, 3)).astype(np.int32), rng.normal(size=(n, 1))
 
 
 def group_optimizer() -> AdamMultilr:
