@@ -12,7 +12,8 @@ to 3 Adam instances.
 
 Bandwidth: `tf.Variable.assign_add` over 2 x 256 MiB (beyond the L3), with TF's default thread
 pool (all cores), timed inside each case's rotation: bytes = read var + read addend + write var.
-The floor of an fp32 Adam step is 28 B/param (read p, g, m, v; write p, m, v), 36 with amsgrad (v_hat read and written).
+The floor of an fp32 Adam step is 28 B/param (read p, g, m, v; write p, m, v), 36 with amsgrad
+(v_hat read and written).
 `B/param` below = time x bandwidth / params: the memory traffic the step would have moved had it
 streamed at the measured bandwidth the whole time; `floor x` = time / (floor bytes / bandwidth).
 """
