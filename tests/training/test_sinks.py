@@ -1,0 +1,74 @@
+"""Metric sinks and the console progress reporter."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from capreolus_opt.training import (
+    ConsoleSink,
+    ListSink,
+    MetricsSink,
+    MultiSink,
+    ProgressReporter,
+)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_list_console_and_multi_sinks_follow_the_protocol() -> None:
+    memory, stream = ListSink(), io.StringIO()
+    console = ConsoleSink(stream)
+    both = MultiSink([memory, console])
+    for sink in (memory, console, both):
+        assert isinstance(sink, MetricsSink)
+    both.log_metrics(10, {"train/loss": 0.5, "group/head/lr": 1e-3})
+    both.log_metrics(20, {"train/loss": 0.25})
+    both.flush()
+    assert memory.series("train/loss") == [(10, 0.5), (20, 0.25)]
+    assert memory.names() == {"train/loss", "group/head/lr"}
+    assert memory.flush_count == 1
+    assert stream.getvalue().splitlines() == [
+        "step 10  group/head/lr=0.001  train/loss=0.5",
+        "step 20  train/loss=0.25",
+    ]
+
+
+def test_progress_is_plain_lines_off_a_terminal() -> None:
+    stream = io.StringIO()
+    reporter = ProgressReporter(200, 32, every=100, stream=stream)
+    assert reporter.mode == "lines"
+    for step in range(1, 201):
+        reporter.update(step, 1.0 / step)
+    reporter.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == ["100/200", "200/200"]
+    assert lines[-1].startswith("step 200/200  loss 0.0050  ")
+    assert lines[-1].endswith(" examples/s")
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
+    stream = FakeTerminal()
+    reporter = ProgressReporter(10, 4, stream=stream)
+    assert reporter.mode == "bar"
+    for step in (5, 10):
+        reporter.update(step, 0.125)
+    reporter.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n")
+    assert "[###############...............] 5/10  loss 0.1250" in text
+    assert "[##############################] 10/10" in text
+
+
+def test_progress_off_and_bad_mode() -> None:
+    stream = FakeTerminal()
+    reporter = ProgressReporter(10, 4, mode=False, stream=stream)
+    reporter.update(10, 1.0)
+    reporter.close()
+    assert stream.getvalue() == ""
+    with pytest.raises(ValueError, match="Received: 'fancy'"):
+        ProgressReporter(10, 4, mode="fancy")
