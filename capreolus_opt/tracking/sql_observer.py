@@ -95,9 +95,12 @@ class SqlMetricsObserver(SqlObserver):
         self.engine.dispose()
 
     def _create_tables(self) -> None:
+        if getattr(self, "_tables_ready", False):
+            return
         for attempt in range(_START_ATTEMPTS):
             try:
                 Base.metadata.create_all(self.engine)
+                self._tables_ready = True
                 return
             except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
                 # Two processes creating the same table on PostgreSQL: one loses the race on the
