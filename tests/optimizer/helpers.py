@@ -122,6 +122,8 @@ def run(
             else:
                 tensors.append(tf.constant(grads[name]))
         step(tensors)
+    if mode != "eager" and step.experimental_get_tracing_count() != 1:
+        raise AssertionError(f"the {mode} step was traced {step.experimental_get_tracing_count()}x")
     return {n: v.numpy() for n, v in zip(names, variables, strict=True)}, variables
 
 

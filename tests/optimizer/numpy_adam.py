@@ -24,8 +24,9 @@ Around that, in the order Keras 3 applies them:
 Groups: a variable name is matched with ``re.search`` against each group's patterns in order;
 the first group that matches wins; unmatched names use the base lr. A group whose lr is the
 constant 0.0 is frozen: its variables never change and get no state. A group lr may be a
-callable ``step -> float`` (a schedule), evaluated at the call count before the update, which is
-Keras's ``optimizer.iterations`` when there is no accumulation.
+callable ``step -> float`` (a schedule), evaluated at the number of calls before this one (with
+accumulation that counts micro-steps, as Keras does for its base lr: it calls the schedule with
+the raw ``_iterations`` counter, while ``optimizer.iterations`` counts applied updates).
 """
 
 from __future__ import annotations
@@ -108,7 +109,6 @@ class NumpyAdam:
             grads = {k: (g + self.acc[k]) / n for k, g in grads.items()}
             for k in self.acc:
                 self.acc[k] = np.zeros_like(self.acc[k])
-            step_for_lr = self.updates
         live = [k for k in grads if not self.group_of[k].frozen]
         grads = self._clip({k: grads[k] for k in live})
         self.updates += 1

@@ -8,6 +8,7 @@ import io
 import json
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -152,9 +153,35 @@ def test_no_retrace_and_set_group_learning_rate_changes_trajectory():
     assert_rel_close({v.path: v.numpy() for v in variables}, ref.params)
 
 
-def test_set_group_learning_rate_rejects_unknown_group_and_schedule_group():
-    opt, _ = built()
-    with pytest.raises((KeyError, ValueError), match="nope"):
+def test_set_group_learning_rate_rejects_bad_requests():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
+    opt, _ = built([*LAYOUT, {"patterns": ["head/bias"], "lr": schedule, "name": "sched"}])
+    with pytest.raises(ValueError, match=r"'nope'.*\['low', 'high'"):
         opt.set_group_learning_rate("nope", 0.1)
-    with pytest.raises(ValueError, match="-1"):
+    with pytest.raises(ValueError, match=r"-1\.0"):
         opt.set_group_learning_rate("high", -1.0)
+    with pytest.raises(ValueError, match=r"'frozen'.*frozen"):
+        opt.set_group_learning_rate("frozen", 0.1)
+    with pytest.raises(ValueError, match=r"'sched'.*schedule"):
+        opt.set_group_learning_rate("sched", 0.1)
+    assert opt.group_learning_rates()["high"] == pytest.approx(0.04)
+
+
+def test_group_learning_rates_in_graph_and_with_schedules():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
+    layout = [{"patterns": ["encoder"], "lr": schedule, "name": "enc"}, *LAYOUT[2:]]
+    opt, variables = built(layout)
+    grads = [tf.zeros(v.shape) for v in variables]
+    for _ in range(3):
+        opt.apply(grads, variables)
+    lrs = opt.group_learning_rates()
+    # Reported at the current iteration count (3): 0.1 * 0.5**3.
+    assert lrs == pytest.approx({"enc": 0.0125, "frozen": 0.0, "default": 0.01})
+
+    @tf.function
+    def in_graph():
+        return opt.group_learning_rates()
+
+    tensors = in_graph()
+    assert all(t.dtype == tf.float32 and t.shape == () for t in tensors.values())
+    assert {k: float(t) for k, t in tensors.items()} == pytest.approx(lrs)

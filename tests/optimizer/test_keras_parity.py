@@ -18,6 +18,8 @@ OPTIONS = {
     "amsgrad+weight_decay+clipnorm": {"amsgrad": True, "weight_decay": 0.05, "clipnorm": 0.8},
     "global_clipnorm+accumulation": {"global_clipnorm": 1.5, "gradient_accumulation_steps": 2},
     "clipvalue": {"clipvalue": 0.5},
+    # Overwriting every 3rd step makes the EMA visible in the 4-step trajectory.
+    "ema": {"use_ema": True, "ema_momentum": 0.5, "ema_overwrite_frequency": 3},
 }
 # XLA compiles two optimizers per case (~2-5 s on a shared 2-core machine): two cases suffice.
 UNFUSED_CASES = [(o, m) for o in OPTIONS for m in ("eager", "function")] + [

@@ -145,9 +145,12 @@ def exp_decay(initial: float, steps: float, rate: float):
     return lambda step: initial * rate ** (step / steps)
 
 
+@pytest.mark.parametrize("accumulation", [None, 2])
 @pytest.mark.parametrize("mode", MODES)
-def test_schedules_in_groups_evaluated_at_iterations(mode):
-    init, grads = initial_values(8), random_grads(STEPS, seed=9)
+def test_schedules_in_groups_evaluated_at_iterations(mode, accumulation):
+    # With accumulation the schedules see the micro-step counter, as Keras' base lr does.
+    steps = STEPS if accumulation is None else 2 * STEPS
+    init, grads = initial_values(8), random_grads(steps, seed=9)
     sched = keras.optimizers.schedules
     pattern_lrs = [
         {"patterns": ["encoder/layer_0"], "lr": sched.ExponentialDecay(0.01, 2, 0.5)},
@@ -161,10 +164,19 @@ def test_schedules_in_groups_evaluated_at_iterations(mode):
     ]
     # The base lr is a schedule too; it drives the default group (encoder/layer_1).
     base = sched.ExponentialDecay(0.006, 1, 0.8)
-    opt = AdamMultilr(learning_rate=base, pattern_lrs=pattern_lrs)
+    opt = AdamMultilr(
+        learning_rate=base, pattern_lrs=pattern_lrs, gradient_accumulation_steps=accumulation
+    )
     got, _ = run(opt, init, grads, mode)
-    ref = reference(init, grads, pattern_lrs, ref_lrs, learning_rate=exp_decay(0.006, 1, 0.8))
-    check(init, got, ref, what=f"schedules/{mode}: ")
+    ref = reference(
+        init,
+        grads,
+        pattern_lrs,
+        ref_lrs,
+        learning_rate=exp_decay(0.006, 1, 0.8),
+        gradient_accumulation_steps=accumulation,
+    )
+    check(init, got, ref, what=f"schedules/{mode}/accumulation={accumulation}: ")
 
 
 WD_LAYOUT = [

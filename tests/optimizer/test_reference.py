@@ -59,6 +59,7 @@ KERAS_CASES = {
     "global_clipnorm": {"global_clipnorm": 1.3},
     "weight_decay": {"weight_decay": 0.0625},
     "accumulation": {"gradient_accumulation_steps": 3},
+    "schedule+accumulation": {"gradient_accumulation_steps": 2, "schedule": True},
 }
 
 
@@ -72,6 +73,11 @@ EXACT = {"beta_1": 0.875, "beta_2": 1 - 2.0**-9, "learning_rate": 2.0**-6}
 @pytest.mark.parametrize("case", KERAS_CASES)
 def test_reference_matches_keras_adam_in_float64(case):
     kwargs = {**KERAS_CASES[case], **EXACT}
+    ref_lr = kwargs["learning_rate"]
+    if kwargs.pop("schedule", False):
+        # decay_rate 0.5 and decay_steps 1 keep every lr exact in float32.
+        kwargs["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(2.0**-6, 1, 0.5)
+        ref_lr = lambda step: 2.0**-6 * 0.5**step  # noqa: E731
     init = initial_values(3)
     grads = random_grads(7, seed=4)
     variables = [keras.Variable(v.astype(np.float64), dtype="float64") for v in init.values()]
@@ -81,6 +87,7 @@ def test_reference_matches_keras_adam_in_float64(case):
             [keras.ops.convert_to_tensor(x.astype(np.float64)) for x in g.values()], variables
         )
     ref_kwargs = {k: v for k, v in kwargs.items() if k != "gradient_accumulation_steps"}
+    ref_kwargs["learning_rate"] = ref_lr
     ref = NumpyAdam(
         dict(init),
         accumulation_steps=kwargs.get("gradient_accumulation_steps"),

@@ -131,6 +131,8 @@ def test_no_groups_is_valid(pattern_lrs):
 def test_legacy_lr_alias():
     opt = AdamMultilr(lr=0.25)
     assert float(opt.learning_rate) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match=r"learning_rate=0\.1.*lr=0\.25"):
+        AdamMultilr(learning_rate=0.1, lr=0.25)
 
 
 @pytest.mark.parametrize(
