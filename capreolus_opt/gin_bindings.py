@@ -14,8 +14,9 @@ Names in gin files:
 - ``schedules.ExponentialDecay | PolynomialDecay | CosineDecay | PiecewiseConstantDecay``: Keras
   learning-rate schedules, usable as a group lr inside ``pattern_lrs``.
 - ``make_strategy``, ``train``: the training layer.
-- ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``, ``layerwise_decay_pattern_lrs``
-  and (with the ``hub`` extra) ``BertRerankingTask``: the example task.
+- ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``: the example task and its data;
+  ``layerwise_decay_pattern_lrs`` (``AdamMultilr.pattern_lrs = @layerwise_decay_pattern_lrs()``);
+  with the ``hub`` extra, ``RerankingTask.model_builder = @bert_reranker_builder()``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import keras
 from capreolus_opt import training as _training
 from capreolus_opt.data.synthetic import SyntheticRankingData
 from capreolus_opt.data.tsv import TsvRankingData
+from capreolus_opt.models.bert import bert_reranker_builder  # imports keras_hub only when called
+from capreolus_opt.models.layerwise import layerwise_decay_pattern_lrs
 from capreolus_opt.models.reranker import RerankingTask
 from capreolus_opt.optimizer import AdamMultilr
 
@@ -147,6 +150,8 @@ gin.register("train", module=_MODULE, denylist=_RUNTIME_ARGS)(_training.train)
 gin.register("RerankingTask", module=_MODULE)(RerankingTask)
 gin.register("SyntheticRankingData", module=_MODULE)(SyntheticRankingData)
 gin.register("TsvRankingData", module=_MODULE)(TsvRankingData)
+gin.register("bert_reranker_builder", module=_MODULE)(bert_reranker_builder)
+gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_pattern_lrs)
 
 
 # --- parsing and running -----------------------------------------------------------------------

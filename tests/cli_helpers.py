@@ -30,7 +30,13 @@ def run_cli(
 
 
 def model_weights(workdir: Path | str) -> dict[str, np.ndarray]:
-    """The model's variables in the latest checkpoint of ``workdir``, by checkpoint key."""
+    """Every variable in the latest checkpoint of ``workdir`` (model weights, optimizer moments,
+    iteration count, group lrs), by checkpoint key.
+
+    tf.train.Checkpoint stores a variable once, under the first path that reaches it, so the
+    model's weights appear under ``optimizer/_trainable_variables/``; comparing every key checks
+    them and the optimizer state together.
+    """
     path = tf.train.latest_checkpoint(str(workdir))
     if path is None:
         raise AssertionError(f"no checkpoint in {workdir}")
@@ -38,7 +44,7 @@ def model_weights(workdir: Path | str) -> dict[str, np.ndarray]:
     return {
         key: reader.get_tensor(key)
         for key in reader.get_variable_to_shape_map()
-        if key.startswith("model/") and key.endswith("VARIABLE_VALUE")
+        if key.endswith("VARIABLE_VALUE")
     }
 
 
