@@ -115,7 +115,13 @@ def sweep_handler(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         return _fail(f"--parallel must be >= 1, got {args.parallel}")
     observers = args.observer or ["file://runs"]
-    argvs = [sweep.train_command(args.config, p, observers, args.gin_param) for p in points]
+    argvs = [
+        sweep.train_command(
+            args.config, point, observers, args.gin_param,
+            workdir=sweep.point_workdir(args.workdir_root) if args.workdir_root else "",
+        )
+        for point in points
+    ]  # fmt: skip
     if args.dry_run:
         import shlex
 
@@ -124,7 +130,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
 
     def report(index: int, result: Any) -> None:
         state = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        print(f"[{index + 1}/{len(points)}] {state}: {'; '.join(result.bindings)}", flush=True)
+        run = f"run {result.run_uuid}: " if result.run_uuid else ""
+        print(f"[{index + 1}/{len(points)}] {state}: {run}{'; '.join(result.bindings)}", flush=True)
         if result.returncode != 0:
             tail = "\n".join(result.output.strip().splitlines()[-15:])
             print("    " + tail.replace("\n", "\n    "), file=sys.stderr, flush=True)
@@ -219,6 +226,11 @@ def register(subparsers: Any) -> None:
         "--observer", action="append", default=[], metavar="URL",
         help="observer URL passed to each train (repeatable; default file://runs); the final "
         "table reads the first one",
+    )  # fmt: skip
+    p.add_argument(
+        "--workdir_root", default="", metavar="DIR",
+        help="give each point a fresh checkpoint folder under DIR (default: train's own, "
+        "./workdirs/<run_uuid>)",
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the train commands only")
     _add_table_options(p)

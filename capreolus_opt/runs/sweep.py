@@ -118,10 +118,20 @@ class PointResult:
 
 
 def train_command(
-    config: str, bindings: Sequence[str], observers: Sequence[str], extra: Sequence[str] = ()
+    config: str,
+    bindings: Sequence[str],
+    observers: Sequence[str],
+    extra: Sequence[str] = (),
+    workdir: str = "",
 ) -> list[str]:
-    """The argv that trains one point (the current interpreter, so the same environment)."""
+    """The argv that trains one point (the current interpreter, so the same environment).
+
+    ``workdir`` is passed as ``--workdir`` when given; points must not share one, since train
+    resumes from a checkpoint it finds there.
+    """
     argv = [sys.executable, "-m", "capreolus_opt.cli", "train", config]
+    if workdir:
+        argv += ["--workdir", workdir]
     for binding in [*extra, *bindings]:
         argv += ["--gin_param", binding]
     for url in observers:
@@ -153,6 +163,14 @@ def run_points(
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(one, range(len(argvs))))
+
+
+def point_workdir(root: str) -> str:
+    """A fresh checkpoint folder under ``root`` for one point (never an earlier point's)."""
+    import os
+    import uuid
+
+    return os.path.join(root, f"sweep-{uuid.uuid4().hex[:12]}")
 
 
 def utcnow() -> dt.datetime:
