@@ -64,6 +64,7 @@ def _validate(
     global_batch_size: int,
     steps_per_loop: int,
     strategy: Any,
+    jit_compile: bool,
     intervals: Mapping[str, int],
 ) -> None:
     _check_positive("num_steps", num_steps, allow_zero=True)
@@ -74,6 +75,14 @@ def _validate(
         raise ValueError(
             f"global_batch_size={global_batch_size} is not divisible by the {replicas} replicas "
             "of the strategy"
+        )
+    if jit_compile and replicas > 1:
+        # XLA cannot compile a replica function that reads mirrored variables ("Trying to access
+        # resource .../replica_1 ... from device CPU:0", TF 2.21) nor the optimizer's merge_call.
+        raise ValueError(
+            f"jit_compile=True needs a single-replica strategy (default or one_device); "
+            f"{type(strategy).__name__} has {replicas} replicas. TPUStrategy compiles with XLA "
+            "anyway: leave jit_compile=False there."
         )
     for name, value in {"num_steps": num_steps, **intervals}.items():
         if name != "num_steps":
@@ -156,7 +165,7 @@ def train(
         "eval_every": eval_every,
         "checkpoint_every": checkpoint_every,
     }
-    _validate(num_steps, global_batch_size, steps_per_loop, strategy, intervals)
+    _validate(num_steps, global_batch_size, steps_per_loop, strategy, jit_compile, intervals)
     _check_positive("max_checkpoints_to_keep", max_checkpoints_to_keep)
     summary = strategy_summary(strategy)
     chief = is_chief(strategy)
