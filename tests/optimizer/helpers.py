@@ -100,13 +100,18 @@ def run(
     grads_seq: Sequence[dict[str, np.ndarray]],
     mode: str,
     sparse: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    raw: bool = False,
 ) -> tuple[dict[str, np.ndarray], list]:
     """Apply ``grads_seq`` with ``opt`` to fresh variables; return final values and variables.
 
     ``sparse`` maps a variable name to a list of (values, indices) per step, sent as
-    ``tf.IndexedSlices`` instead of the dense gradient of that name.
+    ``tf.IndexedSlices`` instead of the dense gradient of that name. ``raw`` uses plain
+    ``tf.Variable``s named like the keys (as a Hugging Face TF model has) instead of Keras ones.
     """
-    variables = make_variables(init)
+    if raw:
+        variables = [tf.Variable(v, name=n) for n, v in init.items()]
+    else:
+        variables = make_variables(init)
     step = make_step(opt, variables, mode)
     names = list(init)
     for i, grads in enumerate(grads_seq):

@@ -216,3 +216,13 @@ def test_clipping_and_accumulation_match_reference(kwargs, mode):
     if "gradient_accumulation_steps" in kwargs:
         # 7 calls = 2 applied updates + 1 pending micro-step.
         assert int(opt.iterations) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_raw_tf_variables_match_reference(mode):
+    # Raw tf.Variables are matched by name without ":0" and take the same (fused) update.
+    init, grads = initial_values(14), random_grads(STEPS, seed=15)
+    opt = AdamMultilr(learning_rate=BASE_LR, amsgrad=True, pattern_lrs=LAYOUTS["overlap"])
+    got, _ = run(opt, init, grads, mode, raw=True)
+    ref = reference(init, grads, LAYOUTS["overlap"], amsgrad=True)
+    check(init, got, ref, what=f"raw/{mode}: ")
