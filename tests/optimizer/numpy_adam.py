@@ -68,6 +68,9 @@ class NumpyAdam:
     clipnorm: float | None = None
     global_clipnorm: float | None = None
     accumulation_steps: int | None = None
+    # Regexes searched in the leaf name (after the last "/"), like Keras'
+    # exclude_from_weight_decay(var_names=...), which searches `variable.name`.
+    exclude_from_weight_decay: Sequence[str] = ()
     calls: int = 0
     updates: int = 0
     m: dict[str, np.ndarray] = field(default_factory=dict)
@@ -131,7 +134,8 @@ class NumpyAdam:
         if wd is None:
             wd = self.weight_decay
         p = self.params[k]
-        if wd:
+        leaf = k.rsplit("/", 1)[-1]
+        if wd and not any(re.search(x, leaf) for x in self.exclude_from_weight_decay):
             p = p - p * wd * lr
         b1, b2 = self.beta_1, self.beta_2
         self.m[k] = b1 * self.m[k] + (1 - b1) * g

@@ -179,6 +179,8 @@ def test_schedules_in_groups_evaluated_at_iterations(mode, accumulation):
     check(init, got, ref, what=f"schedules/{mode}/accumulation={accumulation}: ")
 
 
+# Groups with and without their own weight decay; the base weight_decay (when set) applies,
+# scaled by the variable's own group lr, to groups without one (documented in AdamMultilr).
 WD_LAYOUT = [
     {"patterns": ["encoder"], "lr": 0.01, "weight_decay": 0.5},
     {"patterns": ["head/kernel"], "lr": 0.005, "weight_decay": 0.1},
@@ -187,13 +189,23 @@ WD_LAYOUT = [
 ]
 
 
+@pytest.mark.parametrize("base_decay", [None, 0.2])
 @pytest.mark.parametrize("mode", MODES)
-def test_per_group_weight_decay_scaled_by_group_lr(mode):
+def test_per_group_weight_decay_scaled_by_group_lr(mode, base_decay):
     init, grads = initial_values(10), random_grads(STEPS, seed=11)
-    opt = AdamMultilr(learning_rate=BASE_LR, pattern_lrs=WD_LAYOUT)
+    opt = AdamMultilr(learning_rate=BASE_LR, pattern_lrs=WD_LAYOUT, weight_decay=base_decay)
     got, _ = run(opt, init, grads, mode)
-    ref = reference(init, grads, WD_LAYOUT)
-    check(init, got, ref, what=f"weight decay/{mode}: ")
+    ref = reference(init, grads, WD_LAYOUT, weight_decay=base_decay)
+    check(init, got, ref, what=f"weight decay {base_decay}/{mode}: ")
+
+
+def test_exclude_from_weight_decay_applies_to_group_decay():
+    init, grads = initial_values(16), random_grads(STEPS, seed=17)
+    opt = AdamMultilr(learning_rate=BASE_LR, pattern_lrs=WD_LAYOUT, weight_decay=0.2)
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    got, _ = run(opt, init, grads, "function")
+    ref = reference(init, grads, WD_LAYOUT, weight_decay=0.2, exclude_from_weight_decay=["bias"])
+    check(init, got, ref, what="exclude bias: ")
 
 
 @pytest.mark.parametrize(
