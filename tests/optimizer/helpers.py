@@ -38,7 +38,8 @@ def make_variables(values: dict[str, np.ndarray]) -> list[keras.Variable]:
     out = []
     for name, value in values.items():
         *scopes, leaf = name.split("/")
-        out.append(_in_scopes(scopes, lambda v=value, n=leaf: keras.Variable(v, name=n)))
+        make = lambda v=value, n=leaf: keras.Variable(v, name=n, dtype=str(v.dtype))  # noqa: E731
+        out.append(_in_scopes(scopes, make))
         if out[-1].path != name:
             raise RuntimeError(f"test setup: path {out[-1].path!r} != {name!r}")
     return out

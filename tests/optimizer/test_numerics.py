@@ -238,3 +238,27 @@ def test_raw_tf_variables_match_reference(mode):
     got, _ = run(opt, init, grads, mode, raw=True)
     ref = reference(init, grads, LAYOUTS["overlap"], amsgrad=True)
     check(init, got, ref, what=f"raw/{mode}: ")
+
+
+# lrs, betas, decay and clip values that float32 holds exactly: Keras and TF route Python floats
+# through float32 (lr variables, tf.cast(0.999, float64)), which would otherwise cap a float64
+# run's agreement at ~1e-8. With them, float64 variables must match the reference to ~1e-12.
+EXACT_LAYOUT = [
+    {"patterns": ["encoder/layer_0"], "lr": 2.0**-7, "weight_decay": 0.125},
+    {"patterns": ["encoder", "head/kernel"], "lr": 2.0**-5},
+    {"patterns": ["embedding"], "lr": 0.0},
+]
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+def test_float64_variables_match_reference_to_1e12(mode, fused):
+    init = {k: v.astype(np.float64) for k, v in initial_values(18).items()}
+    grads = [{k: g.astype(np.float64) for k, g in s.items()} for s in random_grads(6, seed=19)]
+    kwargs = {"beta_1": 0.875, "beta_2": 1 - 2.0**-9, "amsgrad": True, "global_clipnorm": 1.5}
+    opt = AdamMultilr(learning_rate=2.0**-6, pattern_lrs=EXACT_LAYOUT, fused=fused, **kwargs)
+    got, variables = run(opt, init, grads, mode)
+    assert all(v.dtype == "float64" for v in variables)
+    ref = reference(init, grads, EXACT_LAYOUT, learning_rate=2.0**-6, **kwargs)
+    assert_rel_close(got, ref.params, rtol=1e-12, what=f"float64/{mode}/fused={fused}: ")
+    assert_update_close(init, got, ref.params, rtol=1e-10, what=f"float64/{mode}: ")
