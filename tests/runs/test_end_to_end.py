@@ -51,7 +51,7 @@ def sweep(tmp_path_factory):
 def test_sweep_runs_every_point_and_reports_the_failed_one(sweep):
     proc, _, uuids, _ = sweep
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert len(uuids) == 2
+    assert len(uuids) == 2, proc.stdout + proc.stderr
     assert re.search(r"\] FAILED \(exit \d+\): .*learning_rate = 'fast'", proc.stdout)
     assert "2 of 3 points succeeded" in proc.stdout
     table = proc.stdout.split("points succeeded\n", 1)[1].splitlines()

@@ -128,3 +128,50 @@ def test_best_direction_rule():
     assert best_direction("eval/mrr@10") == best_direction("eval/ndcg@10") == "max"
     assert best_direction("group/head/lr") is None
     assert best_direction("group/encoder/grad_norm") is None
+
+
+def test_corrupt_sql_row_and_mongo_metrics_are_reported(observers):
+    import sqlalchemy as sa
+
+    specs = lr_specs((1e-3, 3e-4))
+    for spec in specs:
+        record_run(spec, [observers["make_sql"](), observers["make_mongo"]()])
+    engine = sa.create_engine(observers["sqlite"])
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE run SET config = '{\"hparams\": [' WHERE id = 1"))
+    engine.dispose()
+    client = observers["mongo_factory"]("")
+    first = client["sacred"]["runs"].find_one({"info.run_uuid": specs[0].run_uuid})["_id"]
+    client["sacred"]["metrics"].update_one(
+        {"run_id": first, "name": "train/loss"}, {"$set": {"values": [0.1]}}
+    )
+    runs = load_runs(observers["sqlite"])
+    assert [r.run_uuid for r in runs] == [specs[1].run_uuid]
+    assert runs.problems[0].location.endswith("run.id=1")
+    assert "config is not valid JSON" in runs.problems[0].reason
+    runs = load_runs(observers["mongo"], mongo_client_factory=observers["mongo_factory"])
+    assert [r.run_uuid for r in runs] == [specs[1].run_uuid]
+    assert runs.problems[0].location.endswith(f"_id={first}")
+    assert "'train/loss' is malformed" in runs.problems[0].reason
+
+
+def test_merge_prefers_the_observer_that_saw_the_run_finish(observers):
+    spec = lr_specs((1e-3,))[0]
+    record_run(spec, [observers["make_file"](), observers["make_mongo"]()])
+    client = observers["mongo_factory"]("")
+    # The Mongo copy lags: still RUNNING with only the first two loss points.
+    client["sacred"]["runs"].update_one({"_id": 1}, {"$set": {"status": "RUNNING"}})
+    client["sacred"]["runs"].update_one({"_id": 1}, {"$unset": {"stop_time": ""}})
+    doc = client["sacred"]["metrics"].find_one({"run_id": 1, "name": "train/loss"})
+    client["sacred"]["metrics"].update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"steps": doc["steps"][:2], "values": doc["values"][:2]}},
+    )
+    runs = load_runs(
+        observers["mongo"], observers["file"], mongo_client_factory=observers["mongo_factory"]
+    )
+    assert len(runs) == 1 and runs.problems == []
+    run = runs[0]
+    assert run.status == "COMPLETED" and run.stop_time is not None
+    assert run.sources == [observers["mongo"], observers["file"]]
+    assert len(run.metrics["train/loss"]) == spec.steps
