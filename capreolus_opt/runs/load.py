@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from capreolus_opt.runs.file import read_file_storage
 from capreolus_opt.runs.mongo import ClientFactory, read_mongo
@@ -99,8 +100,11 @@ def source_kind(source: str) -> str:
 def _read_one(source: str, mongo_client_factory: ClientFactory | None) -> tuple[list, list]:
     kind = source_kind(source)
     if kind == "file":
-        path = source[len("file://") :] if source.startswith("file://") else source
-        return read_file_storage(os.path.expanduser(path))
+        if source.startswith("file://"):
+            # As tracking/urls.py: file://runs is relative (netloc "runs"), file:///abs absolute.
+            parts = urlsplit(source)
+            source = unquote(parts.netloc + parts.path)
+        return read_file_storage(os.path.expanduser(source))
     if kind == "sql":
         return read_sql(source)
     return read_mongo(source, client_factory=mongo_client_factory)

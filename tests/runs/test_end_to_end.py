@@ -118,3 +118,35 @@ def test_compare_diff_plot_through_the_cli(sweep, capsys):
     fig = plot_runs([runs[u] for u in uuids], ["train/loss", "group/*/lr"])
     assert len(fig.axes) >= 2
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
+
+
+def test_real_train_into_mongomock_and_file_is_one_run(tmp_path, monkeypatch, capsys):
+    """``train`` in-process with pymongo patched to mongomock (no MongoDB server is available)."""
+    mongomock = pytest.importorskip("mongomock")
+    gridfs_support = pytest.importorskip("mongomock.gridfs")
+    from capreolus_opt.runs import cli as runs_cli
+
+    gridfs_support.enable_gridfs_integration()
+    monkeypatch.chdir(REPO)  # smoke.gin includes quickstart.gin relative to the repo root
+    mongo_url = "mongodb://localhost:27017/e2e"
+    folder = f"file://{tmp_path / 'runs'}"
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        import pymongo
+
+        argv = ["train", "gin_configs/smoke.gin", "--workdir", str(tmp_path / "wd"),
+                "--observer", folder, "--observer", mongo_url]  # fmt: skip
+        for binding in SMOKE:
+            argv += ["--gin_param", binding]
+        assert cli_main(argv) == 0
+        (uuid,) = re.findall(r"^run ([0-9a-f]{32}) COMPLETED", capsys.readouterr().out, re.M)
+        client = pymongo.MongoClient(mongo_url)  # mongomock: the same in-memory server
+        monkeypatch.setattr(runs_cli, "MONGO_CLIENT_FACTORY", lambda url: client)
+        assert cli_main(["compare", folder, mongo_url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in rows] == [uuid] and rows[0]["status"] == "COMPLETED"
+    runs = load_runs(folder, mongo_url, mongo_client_factory=lambda url: client)
+    (run,) = runs
+    assert run.sources == [str(tmp_path / "runs"), mongo_url]
+    loss = run.metrics["train/loss"]
+    assert rows[0]["train/loss:final"] == pytest.approx(loss.values[-1])
+    assert rows[0]["train/loss:best"] == pytest.approx(min(loss.values))

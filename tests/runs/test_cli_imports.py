@@ -1,0 +1,32 @@
+"""The runs sub-commands register without importing heavy libraries (``--help`` stays fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("tensorflow", "pandas", "matplotlib", "sqlalchemy", "pymongo", "keras", "gin", "sacred")
+
+
+def test_registering_runs_commands_imports_nothing_heavy():
+    code = (
+        "import argparse, sys\n"
+        "from capreolus_opt.runs import cli\n"
+        "parser = argparse.ArgumentParser()\n"
+        "cli.register(parser.add_subparsers())\n"
+        "import capreolus_opt.runs\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_compare_help_lists_every_option():
+    out = subprocess.run(
+        [sys.executable, "-m", "capreolus_opt.cli", "compare", "--help"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    for option in ("--metric", "--where", "--status", "--sort", "--format", "SOURCE"):
+        assert option in out.stdout
