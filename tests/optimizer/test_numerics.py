@@ -18,6 +18,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
 
@@ -28,6 +29,8 @@ from .helpers import (
     assert_update_close,
     dense_grads_with_sparse,
     initial_values,
+    make_step,
+    make_variables,
     random_grads,
     run,
     sparse_grad,
@@ -262,3 +265,23 @@ def test_float64_variables_match_reference_to_1e12(mode, fused):
     ref = reference(init, grads, EXACT_LAYOUT, learning_rate=2.0**-6, **kwargs)
     assert_rel_close(got, ref.params, rtol=1e-12, what=f"float64/{mode}/fused={fused}: ")
     assert_update_close(init, got, ref.params, rtol=1e-10, what=f"float64/{mode}: ")
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_missing_gradient_keeps_the_other_variables_aligned(mode):
+    # Keras drops None gradients before the update; the group/slot lookup must still pair every
+    # remaining variable with its own group and moments.
+    init, grads = initial_values(22), random_grads(STEPS, seed=23)
+    missing = "encoder/layer_0/bias"
+    for g in grads:
+        del g[missing]
+    opt = AdamMultilr(learning_rate=BASE_LR, amsgrad=True, pattern_lrs=LAYOUTS["several"])
+    variables = make_variables(init)
+    step = make_step(opt, variables, mode)
+    with pytest.warns(UserWarning, match=f"Gradients do not exist.*{missing}"):
+        for g in grads:
+            step([tf.constant(g[k]) if k in g else None for k in SHAPES])
+    got = {v.path: v.numpy() for v in variables}
+    np.testing.assert_array_equal(got[missing], init[missing])
+    ref = reference(init, grads, LAYOUTS["several"], amsgrad=True)
+    check(init, got, ref, what=f"missing grad/{mode}: ")
