@@ -106,15 +106,22 @@ def plot_handler(args: argparse.Namespace) -> int:
 
 def sweep_handler(args: argparse.Namespace) -> int:
     """Train every grid point in its own process, then print the sweep's comparison table."""
-    from capreolus_opt.runs import sweep
+    import os
 
+    from capreolus_opt.runs import sweep
+    from capreolus_opt.runs.load import source_kind
+
+    observers = args.observer or ["file://runs"]
     try:
         points = sweep.grid_points(args.grid)
+        for url in observers:
+            source_kind(url)  # every point would fail on it: refuse before starting any
     except ValueError as exc:
         return _fail(str(exc))
     if args.parallel < 1:
         return _fail(f"--parallel must be >= 1, got {args.parallel}")
-    observers = args.observer or ["file://runs"]
+    if not os.path.isfile(args.config):
+        return _fail(f"gin file {args.config!r} does not exist")
     argvs = [
         sweep.train_command(
             args.config, point, observers, args.gin_param,
@@ -146,7 +153,10 @@ def sweep_handler(args: argparse.Namespace) -> int:
         from capreolus_opt.runs.load import RunList
 
         args.where, args.status = [], []
-        sys.stdout.write(_table_for(RunList(runs), args))
+        try:
+            sys.stdout.write(_table_for(RunList(runs), args))
+        except ValueError as exc:  # e.g. an unknown --sort column: the runs are recorded anyway
+            _fail(str(exc))
     return 1 if failed else 0
 
 

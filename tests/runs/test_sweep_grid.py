@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import shlex
 import sys
+from pathlib import Path
 
 import pytest
 from run_fixtures import run_cli
@@ -45,7 +46,8 @@ def test_grid_points_are_the_cartesian_product_in_order():
         sweep.grid_points(["A.x=[1]", "A.x=[2]"])
 
 
-def test_dry_run_prints_one_train_command_per_point(capsys):
+def test_dry_run_prints_one_train_command_per_point(capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the repo root holds gin_configs/
     argv = ["sweep", "gin_configs/smoke.gin", "--grid", "AdamMultilr.learning_rate=[1e-3, 3e-4]",
             "--gin_param", "train.steps = 2", "--observer", "sqlite:///s.db",
             "--dry-run"]  # fmt: skip
@@ -61,10 +63,16 @@ def test_dry_run_prints_one_train_command_per_point(capsys):
         ]  # fmt: skip
 
 
-def test_bad_grid_and_parallel_exit_2(capsys):
-    assert run_cli(["sweep", "c.gin", "--grid", "oops", "--dry-run"]) == 2
+def test_bad_grid_parallel_observer_or_config_exit_2(tmp_path, capsys):
+    config = tmp_path / "c.gin"
+    config.write_text("")
+    assert run_cli(["sweep", str(config), "--grid", "oops", "--dry-run"]) == 2
     assert "'oops'" in capsys.readouterr().err
-    assert run_cli(["sweep", "c.gin", "--grid", "A.x=[1]", "--parallel", "0"]) == 2
+    assert run_cli(["sweep", str(config), "--grid", "A.x=[1]", "--parallel", "0"]) == 2
+    assert run_cli(["sweep", str(config), "--grid", "A.x=[1]", "--observer", "ftp://h/x"]) == 2
+    assert "'ftp'" in capsys.readouterr().err
+    assert run_cli(["sweep", str(tmp_path / "no.gin"), "--grid", "A.x=[1]"]) == 2
+    assert "no.gin" in capsys.readouterr().err
 
 
 def test_failed_points_do_not_stop_the_others():
