@@ -60,7 +60,9 @@ def test_mirrored_on_two_cpu_devices_equals_the_default_strategy(tmp_path):
         files=(SMOKE, MIRRORED),
     )
     assert mirrored_proc.returncode == 0, mirrored_proc.stderr
-    assert_same_weights(model_weights(default), model_weights(mirrored), rtol=1e-5, atol=1e-6)
+    # Two replicas sum gradients in another order (float32); Adam's m/sqrt(v) amplifies that for
+    # near-zero gradients, so the bound is absolute: 1e-5 is 1% of one step at the smallest lr.
+    assert_same_weights(model_weights(default), model_weights(mirrored), rtol=1e-5, atol=1e-5)
 
 
 def test_misspelt_binding_exits_nonzero_and_records_no_run(tmp_path):

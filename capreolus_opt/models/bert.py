@@ -142,7 +142,8 @@ def build_bert_reranker(
     )
     pooled = backbone(packed)["pooled_output"]
     pooled = layers.Dropout(dropout, name="head_dropout")(pooled)
-    score = layers.Dense(1, name="head")(pooled)
+    # No bias: ranking losses compare scores within a query, so a shared offset gets no gradient.
+    score = layers.Dense(1, use_bias=False, name="head")(pooled)
     score = layers.Reshape((), name="squeeze")(score)
     return keras.Model({"query": query, "document": document}, score, name="bert_reranker")
 

@@ -10,8 +10,8 @@ and left out of the mean pooling that feeds the head.
 Variable paths (what ``AdamMultilr`` patterns match; a functional model adds no prefix):
 ``embedding/{token,segment,position}/embeddings``, ``embedding/norm/{gamma,beta}``,
 ``encoder/layer_<i>/{attention,attention_norm,ffn_in,ffn_out,ffn_norm}/...``,
-``encoder/final_norm/...``, ``head/{hidden,score}/{kernel,bias}``. So ``^embedding/``,
-``^encoder/``, ``^encoder/layer_0/`` and ``^head/`` select the natural groups.
+``encoder/final_norm/...``, ``head/hidden/{kernel,bias}``, ``head/score/kernel``. So
+``^embedding/``, ``^encoder/``, ``^encoder/layer_0/`` and ``^head/`` select the natural groups.
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ class ScoringHead(layers.Layer):
     def __init__(self, *, hidden_dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.hidden = layers.Dense(hidden_dim, activation="gelu", name="hidden")
-        self.score = layers.Dense(1, name="score")
+        # No bias: both ranking losses compare scores of the same query, so a shared offset gets
+        # zero gradient, and Adam turns that float noise into full-size random steps.
+        self.score = layers.Dense(1, use_bias=False, name="score")
         self.hidden_dim = hidden_dim
 
     def build(self, input_shape) -> None:
