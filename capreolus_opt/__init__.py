@@ -1,4 +1,4 @@
-"""capreolus_opt: per-group learning rates for Keras 3 / TensorFlow, configured with gin, tracked with Sacred.
+"""capreolus_opt: per-group learning rates for Keras 3 / TensorFlow, with gin and Sacred.
 
 The public API is re-exported here lazily, so that ``capreolus-opt --help`` and ``import
 capreolus_opt`` do not pay for importing TensorFlow until an attribute that needs it is used.
