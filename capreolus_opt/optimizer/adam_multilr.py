@@ -11,24 +11,14 @@ import numpy as np
 import tensorflow as tf
 
 from capreolus_opt.optimizer import fused
+from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
 from capreolus_opt.optimizer.groups import (
-    DEFAULT_GROUP,
     LearningRateSchedule,
     parse_pattern_lrs,
     resolve_groups,
     unmatched_messages,
     variable_path,
 )
-from capreolus_opt.optimizer.table import GroupRow, GroupTable
-
-
-class _Resolution:
-    """Static, build-time facts (plain Python; kept out of TF's attribute tracking)."""
-
-    def __init__(self, paths: list[str], groups: list[tuple[int, str | None]]) -> None:
-        self.paths = paths
-        self.group_of = [g for g, _ in groups]  # variable index -> group index
-        self.pattern_of = [p for _, p in groups]
 
 
 class _EagerSteps:
@@ -41,7 +31,7 @@ class _EagerSteps:
 
 
 @keras.saving.register_keras_serializable(package="capreolus_opt")
-class AdamMultilr(keras.optimizers.Adam):
+class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
     """Adam with per-group learning rates chosen by regexes over variable paths.
 
     Every variable ``p`` with gradient ``g`` takes the Keras ("epsilon-hat") Adam step at its
@@ -145,7 +135,7 @@ class AdamMultilr(keras.optimizers.Adam):
         self._group_specs = tuple(specs)
         self.strict = bool(strict)
         self.fused = bool(fused)
-        self._resolution: _Resolution | None = None
+        self._resolution: Resolution | None = None
         self._eager_steps = _EagerSteps()
         # Float, non-frozen group lrs: variables created now (before build) so a checkpoint can
         # restore them at any time; "only_first_replica" like Keras' own learning_rate variable.
@@ -161,77 +151,6 @@ class AdamMultilr(keras.optimizers.Adam):
             else None
             for i, spec in enumerate(specs)
         ]
-
-    # ----------------------------------------------------------------- public group API
-    @property
-    def group_names(self) -> list[str]:
-        """Group names in priority order; ``"default"`` last."""
-        return [spec.name for spec in self._group_specs] + [DEFAULT_GROUP]
-
-    def _built_resolution(self) -> _Resolution:
-        if self._resolution is None:
-            raise ValueError(
-                f"Optimizer {self.name!r} is not built yet: call "
-                "`optimizer.build(model.trainable_variables)` (or apply gradients once) first."
-            )
-        return self._resolution
-
-    def variables_by_group(self) -> dict[str, list[Any]]:
-        """`{group: [variables]}` in build order; frozen and empty groups included."""
-        resolution = self._built_resolution()
-        result: dict[str, list[Any]] = {name: [] for name in self.group_names}
-        for variable, group in zip(self._trainable_variables, resolution.group_of, strict=True):
-            result[self.group_names[group]].append(variable)
-        return result
-
-    def group_learning_rates(self) -> dict[str, Any]:
-        """`{group: lr}` now: floats when eager, scalar float32 tensors inside a tf.function."""
-        lrs = self._step_learning_rates()
-        if tf.executing_eagerly():
-            return {
-                n: float(keras.ops.convert_to_numpy(lr))
-                for n, lr in zip(self.group_names, lrs, strict=True)
-            }
-        return {n: tf.cast(lr, tf.float32) for n, lr in zip(self.group_names, lrs, strict=True)}
-
-    def set_group_learning_rate(self, name: str, value: float) -> None:
-        """Assign a new lr to a float group (or ``"default"``) without retracing any step."""
-        if name == DEFAULT_GROUP:
-            self.learning_rate = value
-            return
-        names = self.group_names[:-1]
-        if name not in names:
-            raise ValueError(f"Unknown group {name!r}; groups are {self.group_names}.")
-        spec = self._group_specs[names.index(name)]
-        variable = self._group_lr_variables[names.index(name)]
-        if variable is None:
-            kind = "frozen (constant lr 0.0)" if spec.frozen else "driven by a schedule"
-            raise ValueError(f"Group {name!r} is {kind}; its learning rate cannot be set.")
-        from capreolus_opt.optimizer.groups import _check_lr  # the same validation as __init__
-
-        checked = _check_lr(value, f"set_group_learning_rate({name!r}, value)")
-        if not isinstance(checked, float):
-            raise TypeError(f"A group lr can only be set to a float. Received: {value!r}")
-        variable.assign(checked)
-
-    def group_table(self) -> GroupTable:
-        """One `GroupRow` per variable (call eagerly, e.g. after `build`)."""
-        resolution = self._built_resolution()
-        lrs = self.group_learning_rates()
-        rows = []
-        for variable, path, group, pattern in zip(
-            self._trainable_variables,
-            resolution.paths,
-            resolution.group_of,
-            resolution.pattern_of,
-            strict=True,
-        ):
-            shape = tuple(int(d) for d in variable.shape)
-            name = self.group_names[group]
-            rows.append(
-                GroupRow(path, shape, int(np.prod(shape, dtype=np.int64)), name, pattern, lrs[name])
-            )
-        return GroupTable(rows, self.group_names)
 
     # ----------------------------------------------------------------- build
     def build(self, var_list: Sequence[Any]) -> None:
@@ -249,7 +168,7 @@ class AdamMultilr(keras.optimizers.Adam):
         frozen = [g < len(self._group_specs) and self._group_specs[g].frozen for g, _ in groups]
         # Base build: indices, EMA averages, gradient accumulators (not Adam's slots).
         keras.optimizers.Optimizer.build(self, var_list)
-        self._resolution = _Resolution(paths, groups)
+        self._resolution = Resolution(paths, groups)
         active = [v for v, f in zip(var_list, frozen, strict=True) if not f]
         slot_names = ["momentum", "velocity"] + (["velocity_hat"] if self.amsgrad else [])
         created = iter(zip(*self.add_optimizer_variables(active, slot_names), strict=True))
@@ -433,9 +352,8 @@ class AdamMultilr(keras.optimizers.Adam):
         config["pattern_lrs"] = [spec.to_config() for spec in self._group_specs]
         config["strict"] = self.strict
         config["fused"] = self.fused
-        for spec, variable in zip(self._group_specs, self._group_lr_variables, strict=True):
+        for entry, variable in zip(config["pattern_lrs"], self._group_lr_variables, strict=True):
             if variable is not None:  # the current value, like Keras does for learning_rate
-                entry = config["pattern_lrs"][self._group_specs.index(spec)]
                 entry["lr"] = float(keras.ops.convert_to_numpy(variable))
         return config
 

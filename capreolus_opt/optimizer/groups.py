@@ -49,7 +49,8 @@ class GroupSpec:
         }
 
 
-def _check_lr(value: Any, where: str) -> float | LearningRateSchedule:
+def check_lr(value: Any, where: str) -> float | LearningRateSchedule:
+    """A validated group lr: a float >= 0 (ints accepted), a schedule, or a serialised schedule."""
     if isinstance(value, LearningRateSchedule):
         return value
     if isinstance(value, Mapping) and "class_name" in value:  # a serialised schedule (from_config)
@@ -164,7 +165,7 @@ def parse_pattern_lrs(pattern_lrs: Any) -> list[GroupSpec]:
     explicit: dict[str, str] = {}
     for i, (where, where_patterns, where_lr, entry) in enumerate(_entries(pattern_lrs)):
         patterns, regexes = _compile_patterns(entry["patterns"], where_patterns)
-        lr = _check_lr(entry["lr"], where_lr)
+        lr = check_lr(entry["lr"], where_lr)
         weight_decay = _check_weight_decay(entry.get("weight_decay"), f"{where}['weight_decay']")
         name = entry.get("name")
         if name is None:

@@ -1,0 +1,99 @@
+"""The public group API of AdamMultilr: names, variables, learning rates, the GroupTable.
+
+A mixin so that `adam_multilr.py` holds only the optimizer's maths and step plumbing; it relies on
+the attributes `AdamMultilr.__init__`/`build` set (`_group_specs`, `_group_lr_variables`,
+`_resolution`, `_trainable_variables`) and on `_step_learning_rates`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from capreolus_opt.optimizer.groups import DEFAULT_GROUP, check_lr
+from capreolus_opt.optimizer.table import GroupRow, GroupTable
+
+
+class Resolution:
+    """Static, build-time facts (plain Python; kept out of TF's attribute tracking)."""
+
+    def __init__(self, paths: list[str], groups: list[tuple[int, str | None]]) -> None:
+        self.paths = paths
+        self.group_of = [g for g, _ in groups]  # variable index -> group index
+        self.pattern_of = [p for _, p in groups]
+
+
+class GroupApiMixin:
+    """`group_names`, `variables_by_group`, `group_learning_rates`, `set_group_learning_rate`,
+    `group_table` (docs/ARCHITECTURE.md, optimizer contract)."""
+
+    @property
+    def group_names(self) -> list[str]:
+        """Group names in priority order; ``"default"`` last."""
+        return [spec.name for spec in self._group_specs] + [DEFAULT_GROUP]
+
+    def _built_resolution(self) -> Resolution:
+        if self._resolution is None:
+            raise ValueError(
+                f"Optimizer {self.name!r} is not built yet: call "
+                "`optimizer.build(model.trainable_variables)` (or apply gradients once) first."
+            )
+        return self._resolution
+
+    def variables_by_group(self) -> dict[str, list[Any]]:
+        """`{group: [variables]}` in build order; frozen and empty groups included."""
+        resolution = self._built_resolution()
+        result: dict[str, list[Any]] = {name: [] for name in self.group_names}
+        for variable, group in zip(self._trainable_variables, resolution.group_of, strict=True):
+            result[self.group_names[group]].append(variable)
+        return result
+
+    def group_learning_rates(self) -> dict[str, Any]:
+        """`{group: lr}` now: floats when eager, scalar float32 tensors inside a tf.function."""
+        lrs = self._step_learning_rates()
+        if tf.executing_eagerly():
+            return {
+                n: float(keras.ops.convert_to_numpy(lr))
+                for n, lr in zip(self.group_names, lrs, strict=True)
+            }
+        return {n: tf.cast(lr, tf.float32) for n, lr in zip(self.group_names, lrs, strict=True)}
+
+    def set_group_learning_rate(self, name: str, value: float) -> None:
+        """Assign a new lr to a float group (or ``"default"``) without retracing any step."""
+        if name == DEFAULT_GROUP:
+            self.learning_rate = value
+            return
+        names = self.group_names[:-1]
+        if name not in names:
+            raise ValueError(f"Unknown group {name!r}; groups are {self.group_names}.")
+        spec = self._group_specs[names.index(name)]
+        variable = self._group_lr_variables[names.index(name)]
+        if variable is None:
+            kind = "frozen (constant lr 0.0)" if spec.frozen else "driven by a schedule"
+            raise ValueError(f"Group {name!r} is {kind}; its learning rate cannot be set.")
+        checked = check_lr(value, f"set_group_learning_rate({name!r}, value)")
+        if not isinstance(checked, float):
+            raise TypeError(f"A group lr can only be set to a float. Received: {value!r}")
+        variable.assign(checked)
+
+    def group_table(self) -> GroupTable:
+        """One `GroupRow` per variable (call eagerly, e.g. after `build`)."""
+        resolution = self._built_resolution()
+        lrs = self.group_learning_rates()
+        rows = []
+        for variable, path, group, pattern in zip(
+            self._trainable_variables,
+            resolution.paths,
+            resolution.group_of,
+            resolution.pattern_of,
+            strict=True,
+        ):
+            shape = tuple(int(d) for d in variable.shape)
+            name = self.group_names[group]
+            rows.append(
+                GroupRow(path, shape, int(np.prod(shape, dtype=np.int64)), name, pattern, lrs[name])
+            )
+        return GroupTable(rows, self.group_names)
