@@ -176,7 +176,7 @@ def _train_recorded(
             info["strategy"] = start_info.get("strategy_summary", {})
             if table is not None:
                 add_artifact("group_table.csv", table.to_csv())
-            sink.flush()  # the group table reaches the observers before the first step
+            sink.beat()  # the group table reaches the observers before the first step
 
         try:
             result = gin.run_training(workdir=info["workdir"], sink=sink, on_start=on_start)
@@ -184,7 +184,8 @@ def _train_recorded(
             add_artifact("checkpoint.txt", f"{result.checkpoint_path or ''}\n")
             return {name: float(value) for name, value in result.eval_metrics.items()}
         finally:
-            # Also on failure and interrupt: what gin used so far, and every queued point.
+            # Also on failure and interrupt: what gin used so far, and every queued point (the
+            # info reaches the observers with Sacred's final beat, when the run stops).
             info["operative_gin_config"] = gin.operative_config_text()
             add_artifact("operative_config.gin", info["operative_gin_config"])
             sink.flush()

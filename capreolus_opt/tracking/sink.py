@@ -8,12 +8,20 @@ through the final beat when the run stops, which Sacred waits for at most 2 s; w
 same time as one we force from the training thread, and FileStorage's ``log_metrics`` is a
 read-modify-write of ``metrics.json``: two at once lose points.
 
-So :class:`SacredMetricsSink` takes the heartbeat over. On creation it stops Sacred's periodic
-thread (one beat, at once) and leaves in its place a thread that beats only once, when Sacred
-stops the run (it then finds the queue already drained by our final flush). Every
-``flush_every_s`` seconds of logging, and on :meth:`flush` (which the training loop calls at the
-end, on failure and on interrupt), the sink beats on the training thread itself, so delivery is
-sequential and the queue is empty when the run's final status is written.
+So :class:`SacredMetricsSink` takes the heartbeat over. On creation it silences Sacred's
+periodic thread (stopped without its parting beat: the ``on_start`` beat writes the same) and
+leaves in its place a thread that beats only once, when Sacred stops the run -- on completion,
+failure and interrupt alike -- and so writes the final info and captured output. While logging,
+every ``flush_every_s`` seconds the sink beats on the training thread itself (metrics, info,
+output, as Sacred's thread would). :meth:`flush` (which the training loop calls at the end, on
+failure and on interrupt) delivers the queued points on the training thread; with nothing queued
+it writes nothing, so the loop's and the experiment's back-to-back flushes cost one delivery.
+Delivery is thus sequential and the queue is empty before Sacred's final beat, which Sacred waits
+for at most 2 s.
+
+Cost (measured, benchmarks/tracking_overhead.py): a delivery is one read-modify-write of
+FileStorage's ``metrics.json`` and one SQL commit; a full beat adds ``run.json``/``info.json``/
+``cout.txt`` and one more commit.
 """
 
 from __future__ import annotations
@@ -25,10 +33,17 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sacred.metrics_logger import linearize_metrics
+
 
 def _take_over_heartbeat(run: Any) -> None:
     """Replace Sacred's periodic heartbeat thread by one that beats only when the run stops."""
-    run._stop_heartbeat()  # final beat of Sacred's thread (writes info/output once)
+    timer = run._heartbeat
+    if timer is not None:
+        # Stop Sacred's IntervalTimer without the beat it makes on stopping (it would write the
+        # info and output that the on_start beat writes a moment later anyway).
+        timer.func = _no_beat
+        run._stop_heartbeat()
     stop = threading.Event()
 
     def beat_at_stop() -> None:
@@ -39,6 +54,10 @@ def _take_over_heartbeat(run: Any) -> None:
     # Sacred's Run._stop_heartbeat() sets this event and joins this thread.
     run._stop_heartbeat_event, run._heartbeat = stop, thread
     thread.start()
+
+
+def _no_beat() -> None:
+    return None
 
 
 class SacredMetricsSink:
@@ -80,13 +99,29 @@ class SacredMetricsSink:
             self._run.log_scalar(name, float(value), step)
             self.points_logged[name] += 1
         if self._clock() - self._last_flush >= self._flush_every_s:
-            self.flush()
+            self.beat()
 
-    def flush(self) -> None:
-        """Deliver every queued point, the run info and captured output to all observers now.
+    def beat(self) -> None:
+        """Deliver the queued points, the run info and the captured output to all observers now.
 
         An observer that raises is reported by Sacred (a warning naming it) and skipped from
         then on; the others keep receiving everything.
         """
         self._run._emit_heartbeat()
+        self._last_flush = self._clock()
+
+    def flush(self) -> None:
+        """Deliver every queued point to all observers now (nothing is written if none is queued).
+
+        The run info and captured output follow at the next beat; the last one is Sacred's, when
+        the run stops. Observer failures are handled as in :meth:`beat`.
+        """
+        run = self._run
+        points = run._metrics.get_last_metrics()
+        if points:
+            metrics_by_name = linearize_metrics(points)
+            for observer in run.observers:
+                run._safe_call(
+                    observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
+                )
         self._last_flush = self._clock()

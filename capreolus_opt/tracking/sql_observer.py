@@ -10,6 +10,14 @@ or CPU name fails the insert). :class:`SqlMetricsObserver` keeps Sacred's schema
 - ``run_result(run_id -> run.id, result)``: the run's result as JSON text;
 
 and retries the run insert on conflicts, so several processes can share one database.
+
+Speed: every Sacred event is one commit. SQLite's default rollback journal syncs the disk two or
+three times per commit (~10 ms each here, most of the tracking cost of a run), so SQLite files
+are opened in WAL mode with ``synchronous=NORMAL``: a commit appends to the log without a sync.
+A process crash loses nothing committed; an OS crash or power cut can lose the last commits
+(never corrupts the file). WAL keeps concurrent writers safe on a local disk (not on a network
+filesystem). Tables are created once per observer (a cheap existence check when they exist),
+not again at every run start as Sacred does.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sacred.observers import SqlObserver
-from sacred.observers.sql_bases import Base, Host, Run
+from sacred.observers.sql_bases import Base, Experiment, Host, Run
 from sacred.serializer import flatten
 
 metrics_table = sa.Table(
@@ -52,6 +60,16 @@ def _fit(value: Any, length: int) -> Any:
     return value
 
 
+def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
+    """Connect hook: WAL journal, no disk sync per commit (see the module docstring)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 def _string_limit(column: sa.Column) -> int | None:
     return getattr(column.type, "length", None)
 
@@ -75,6 +93,8 @@ class SqlMetricsObserver(SqlObserver):
             # Four runs sharing one SQLite file wait for each other's write locks (default 5 s).
             connect_args["timeout"] = 60
         engine = sa.create_engine(url, connect_args=connect_args)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_wal)
         # Same state as SqlObserver.__init__ (thread-local session, sacred issue #275).
         self.engine = engine
         self.session = scoped_session(sessionmaker(bind=engine))
@@ -121,19 +141,42 @@ class SqlMetricsObserver(SqlObserver):
         self._create_tables()
         for attempt in range(_START_ATTEMPTS):
             try:
-                # _id=None: number runs in this database, whatever another observer chose.
-                # no_autoflush: Sacred's get_or_create queries while the new Experiment links
-                # already-stored Dependency rows; an autoflush then warns (SAWarning) and skips.
-                with self.session.no_autoflush:
-                    return super()._add_event(
-                        ex_info, command, host_info, config, meta_info, None, status, **kwargs
-                    )
+                return self._insert_run(
+                    ex_info, command, host_info, config, meta_info, status, **kwargs
+                )
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 self.session.rollback()
                 if attempt == _START_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0.02, 0.2))
         return None  # unreachable; keeps the return type explicit
+
+    def _insert_run(self, ex_info, command, host_info, config, meta_info, status, **kwargs) -> Any:
+        """Sacred's ``SqlObserver._add_event`` minus its ``create_all`` (done once, above).
+
+        The id is the next free one in this database, whatever another observer chose.
+        ``no_autoflush``: Sacred's ``get_or_create`` queries while the new Experiment links
+        already-stored Dependency rows; an autoflush then warns (SAWarning) and skips.
+        """
+        with self.session.no_autoflush:
+            sql_exp = Experiment.get_or_create(ex_info, self.session)
+            sql_host = Host.get_or_create(host_info, self.session)
+            last = self.session.query(Run).order_by(Run.id.desc()).first()
+            _id = 0 if last is None else last.id + 1
+            self.run = Run(
+                run_id=str(_id),
+                config=json.dumps(flatten(config)),
+                command=command,
+                priority=meta_info.get("priority", 0),
+                comment=meta_info.get("comment", ""),
+                experiment=sql_exp,
+                host=sql_host,
+                status=status,
+                **kwargs,
+            )
+            self.session.add(self.run)
+            self.save()
+        return _id or self.run.run_id  # Sacred's return value ("0" for the first run)
 
     def heartbeat_event(self, info, captured_out, beat_time, result) -> None:
         """Store info/output; a dict result goes to ``run_result`` (the column is a Float)."""
