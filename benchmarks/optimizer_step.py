@@ -35,6 +35,7 @@ import tensorflow as tf
 from capreolus_opt.optimizer import AdamMultilr
 
 LR_EMB, LR_LOW, LR_BASE = 1e-4, 5e-4, 1e-3
+tf.get_logger().setLevel("ERROR")  # one tf.function per optimizer trips TF's retracing warning
 
 
 def layout(case: str) -> list[tuple[str, tuple[int, ...]]]:

@@ -179,6 +179,8 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             self._velocity_hats = [s[2] for s in slots]
 
     # ----------------------------------------------------------------- the step
+    # Pure graph-building Python (no tensor-dependent control flow): AutoGraph has nothing to do.
+    @tf.autograph.experimental.do_not_convert
     def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
         """Densify sparse gradients, then run Keras' `apply` (compiled once when eager)."""
         # Densify first: exact for duplicate indices, and `loss_scale_factor` cannot divide an
