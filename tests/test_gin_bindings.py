@@ -25,7 +25,7 @@ def test_includes_resolve_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     gin_bindings.parse_config([SMOKE], [])
     assert gin_bindings.configured("train.num_steps") == 8
-    assert gin_bindings.configured("AdamMultilr.learning_rate") == 1e-3  # from quickstart.gin
+    assert gin_bindings.configured("AdamMultilr.learning_rate") == 2e-3  # from quickstart.gin
 
 
 def test_flat_hyperparameters_have_bindings_defaults_and_flattened_groups():
@@ -34,7 +34,7 @@ def test_flat_hyperparameters_have_bindings_defaults_and_flattened_groups():
     assert flat["AdamMultilr.learning_rate"] == 5e-4  # macro resolved
     assert flat["AdamMultilr.beta_2"] == 0.999  # signature default, never bound
     assert flat["AdamMultilr.pattern_lrs[1].patterns"] == ["^encoder/"]
-    assert flat["AdamMultilr.pattern_lrs[1].lr"] == 3e-4
+    assert flat["AdamMultilr.pattern_lrs[1].lr"] == 1e-3
     assert flat["train.task"] == "@RerankingTask()"
     assert flat["SyntheticRankingData.vocab_size"] == 300  # reached through a reference
     assert "train.workdir" not in flat and "train.sink" not in flat  # runtime, not hparams
