@@ -70,8 +70,9 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
     - Outside XLA, float32/float64 variables use TF's fused ``ResourceApplyAdam`` kernels (within
       1e-6 of the op-by-op path); in eager mode the whole step runs in an internal ``tf.function``
       traced once per variable list.
-    - Under a ``tf.distribute`` strategy in a custom loop, build the optimizer inside
-      ``strategy.scope()`` before the first step: ``opt.build(model.trainable_variables)``.
+    - Under a ``tf.distribute`` strategy the optimizer may be built lazily by the first
+      ``apply(grads, variables)`` inside ``strategy.run`` (it builds in a merge call, lifted out
+      of the graph); stock Keras needs an explicit ``build`` inside ``strategy.scope()`` first.
 
     Example::
 
@@ -187,8 +188,8 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
         # IndexedSlices (both stock Keras 3.15 bugs, DESIGN.md §3 (a), (b)).
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         if not self._eager_compilable():
-            if not self.built:
-                self._check_distributed_build()
+            if not self.built and trainable_variables is not None and self._in_replica_fn():
+                self._build_from_replica(list(trainable_variables))
             return super().apply(grads, trainable_variables)
         variables = list(
             self._trainable_variables if trainable_variables is None else trainable_variables
@@ -225,18 +226,29 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             and not plain_callable
         )
 
-    def _check_distributed_build(self) -> None:
-        # Stock Keras fails here with "You must feed a value for placeholder" (DESIGN.md §3 (c)).
-        strategy = tf.distribute.get_strategy()
-        in_replica_fn = (
-            tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+    @staticmethod
+    def _in_replica_fn() -> bool:
+        """Tracing inside `strategy.run` of a non-default strategy."""
+        return (
+            tf.distribute.has_strategy()
+            and not tf.distribute.in_cross_replica_context()
+            and not tf.executing_eagerly()
         )
-        if in_replica_fn and strategy.num_replicas_in_sync > 1 and not tf.executing_eagerly():
-            raise RuntimeError(
-                f"{type(self).__name__} {self.name!r} is being built inside a replica function of "
-                f"{type(strategy).__name__}; build it first, inside `strategy.scope()` and outside "
-                "`tf.function`: `optimizer.build(model.trainable_variables)`."
-            )
+
+    def _build_from_replica(self, variables: list[Any]) -> None:
+        """Build lazily from inside a replica function: in a merge call, lifted out of the graph.
+
+        Stock Keras creates the slots inside the traced replica function and fails with "You must
+        feed a value for placeholder" (DESIGN.md §3 (c)). Here the first `apply` under
+        `strategy.run` builds in cross-replica context under `tf.init_scope()` (eagerly, as
+        mirrored variables); this needs the trainable variables passed to `apply`.
+        """
+
+        def build(strategy: tf.distribute.Strategy, variables: list[Any]) -> None:
+            with tf.init_scope(), strategy.scope(), keras.name_scope(self.name, caller=self):
+                self.build(variables)
+
+        tf.distribute.get_replica_context().merge_call(build, args=(variables,))
 
     def _clip_gradients(self, grads: list[Any]) -> list[Any]:
         # Clipping is applied in `_backend_update_step`, after the cross-replica sum.
