@@ -218,6 +218,7 @@ def train(
 
     def run_eval(step: int) -> dict[str, float]:
         metrics = _evaluate(fns, eval_data, task)
+        reporter.evaluated(step, metrics)
         if log is not None:
             log.log_metrics(step, {f"eval/{k}": v for k, v in metrics.items()})
         return metrics

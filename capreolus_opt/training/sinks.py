@@ -113,6 +113,7 @@ class ProgressReporter:
         self._last_step = start_step
         self._last_time = time.perf_counter()
         self._rate = 0.0
+        self._midline = False  # the bar has drawn on the current line
 
     def update(self, step: int, loss: float) -> None:
         if self.mode == "off":
@@ -129,12 +130,24 @@ class ProgressReporter:
                 f"\r[{bar}] {step}/{self._total}  loss {loss:.4f}  {self._rate:,.0f} examples/s"
             )
             self._stream.flush()
+            self._midline = True
         elif step % self._every == 0 or step == self._total:
             self._stream.write(
                 f"step {step}/{self._total}  loss {loss:.4f}  {self._rate:,.0f} examples/s\n"
             )
 
+    def evaluated(self, step: int, metrics: dict[str, float]) -> None:
+        """One line with the evaluation metrics at ``step`` (so users see them move)."""
+        if self.mode == "off":
+            return
+        values = "  ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items()))
+        prefix = "\n" if self._midline else ""
+        self._stream.write(f"{prefix}eval at step {step}/{self._total}  {values}\n")
+        self._stream.flush()
+        self._midline = False
+
     def close(self) -> None:
-        if self.mode == "bar":
+        if self._midline:
+            self._midline = False
             self._stream.write("\n")
             self._stream.flush()

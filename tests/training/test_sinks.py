@@ -64,6 +64,24 @@ def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
     assert "[##############################] 10/10" in text
 
 
+def test_eval_lines_break_the_bar_once_and_follow_plain_lines() -> None:
+    stream = FakeTerminal()
+    reporter = ProgressReporter(10, 4, stream=stream)
+    reporter.update(5, 0.5)
+    reporter.evaluated(5, {"ndcg@10": 0.5, "mrr@10": 0.25})
+    reporter.update(10, 0.25)
+    reporter.close()
+    reporter.evaluated(10, {"mrr@10": 0.75})
+    lines = stream.getvalue().split("\n")
+    assert lines[1] == "eval at step 5/10  mrr@10 0.2500  ndcg@10 0.5000"
+    assert lines[3] == "eval at step 10/10  mrr@10 0.7500"  # no blank line after close()
+    plain = io.StringIO()
+    lines_reporter = ProgressReporter(10, 4, every=5, stream=plain)
+    lines_reporter.update(5, 0.5)
+    lines_reporter.evaluated(5, {"mrr@10": 0.25})
+    assert plain.getvalue().splitlines()[1] == "eval at step 5/10  mrr@10 0.2500"
+
+
 def test_progress_off_and_bad_mode() -> None:
     stream = FakeTerminal()
     reporter = ProgressReporter(10, 4, mode=False, stream=stream)
