@@ -65,9 +65,10 @@ class SacredMetricsSink:
 
     Args:
         run: the current Sacred run (``_run`` inside a main function).
-        flush_every_s: deliver queued points to the observers at most this often while logging
-            (Sacred's default beat interval). Each FileStorage delivery rewrites the whole
-            ``metrics.json``, so flushing every step would cost O(steps²).
+        flush_every_s: beat (deliver the queued points, the info and the captured output) at
+            most this often while logging (Sacred's default beat interval). Each FileStorage
+            delivery rewrites the whole ``metrics.json``, so beating every step would cost
+            O(steps²).
         clock: monotonic clock in seconds (injectable for tests).
 
     Attributes:
@@ -90,7 +91,7 @@ class SacredMetricsSink:
         self._clock = clock
         self.points_logged: Counter[str] = Counter()
         _take_over_heartbeat(run)
-        self._last_flush = clock()
+        self._last_beat = clock()
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Queue one point per metric at ``step``; deliver if ``flush_every_s`` has passed."""
@@ -98,7 +99,7 @@ class SacredMetricsSink:
         for name, value in metrics.items():
             self._run.log_scalar(name, float(value), step)
             self.points_logged[name] += 1
-        if self._clock() - self._last_flush >= self._flush_every_s:
+        if self._clock() - self._last_beat >= self._flush_every_s:
             self.beat()
 
     def beat(self) -> None:
@@ -108,7 +109,7 @@ class SacredMetricsSink:
         then on; the others keep receiving everything.
         """
         self._run._emit_heartbeat()
-        self._last_flush = self._clock()
+        self._last_beat = self._clock()
 
     def flush(self) -> None:
         """Deliver every queued point to all observers now (nothing is written if none is queued).
@@ -124,4 +125,4 @@ class SacredMetricsSink:
                 run._safe_call(
                     observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
                 )
-        self._last_flush = self._clock()
+        # The beat clock is not reset: info, output and heartbeat time keep their cadence.

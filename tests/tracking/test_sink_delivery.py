@@ -74,6 +74,9 @@ def test_sink_beats_every_interval_and_flush_delivers_only_what_is_queued():
             now[0] = 4.0 * step  # 4 s per step: 12 s and 24 s are >= 10 s after the last beat
             sink.log_metrics(step, {"loss": 1.0 / step})
             recorder.events.append(f"logged {step}")
+            if step == 2:
+                sink.flush()  # delivers steps 1-2 and does not postpone the beat at 12 s
+                recorder.events.append("flushed")
         sink.flush()
         sink.flush()  # nothing left: writes nothing
 
@@ -83,19 +86,22 @@ def test_sink_beats_every_interval_and_flush_delivers_only_what_is_queued():
         "logged 1",
         "logged 2",
         "metrics",
+        "flushed",
+        "metrics",  # the beat at 12 s: step 3, info and output
         "heartbeat",
         "logged 3",
         "logged 4",
         "logged 5",
-        "metrics",
+        "metrics",  # the beat at 24 s
         "heartbeat",
         "logged 6",
         "logged 7",
-        "metrics",  # the first flush; the second one found nothing queued
+        "metrics",  # the first final flush; the second one found nothing queued
         "heartbeat",  # Sacred's final beat, when the run stops
         "completed",
     ]
-    assert [[s for s, _ in d["loss"]] for d in recorder.deliveries] == [[1, 2, 3], [4, 5, 6], [7]]
+    steps = [[s for s, _ in d["loss"]] for d in recorder.deliveries]
+    assert steps == [[1, 2], [3], [4, 5, 6], [7]]
     assert recorder.points() == {"loss": [(s, 1.0 / s) for s in range(1, 8)]}
 
 
