@@ -69,8 +69,8 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
       so a MirroredStrategy run equals a one-device run (stock Keras clips each replica's part).
     - Outside XLA, float32/float64 variables use TF's fused ``ResourceApplyAdam`` kernels (one
       kernel per variable). They round ``1 - beta`` in the variable's dtype where Keras rounds the
-      Python float: after 20 float32 steps the two differ by ~2e-7 of the parameters' scale
-      (~5e-6 of the accumulated update), the fused one being the closer to float64 maths.
+      Python float: after 20 float32 steps the two differ by ~4e-7 of the parameters' scale
+      (~1e-5 of the accumulated update), the fused one being the closer to float64 maths.
       ``fused=False`` keeps Keras' op-by-op arithmetic. In eager mode the whole step runs in an
       internal ``tf.function`` traced once per variable list.
     - Under a ``tf.distribute`` strategy the optimizer may be built lazily by the first
