@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
+from capreolus_opt.training import make_strategy
 
 from .helpers import small_model, token_data
 
@@ -32,7 +33,10 @@ def two_devices() -> tf.distribute.Strategy:
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < 2:
         raise RuntimeError("tests/conftest.py should have split the CPU into two logical devices")
-    return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+    # The process-wide MirroredStrategy that make_strategy caches: a second collective-op
+    # MirroredStrategy over the same devices reuses collective instance keys and later fails
+    # with "Shape mismatch in the collective instance 100" (TF 2.21), in whichever test comes next.
+    return make_strategy("mirrored")
 
 
 def dataset() -> tf.data.Dataset:
