@@ -15,18 +15,28 @@ from typing import Any
 from sacred.observers import FileStorageObserver, MongoObserver
 
 
-class OwnIdFileStorageObserver(FileStorageObserver):
-    """``FileStorageObserver`` that always allocates its own run folder number."""
+class _OwnIds:
+    """Mixin: the observer allocates its own run id instead of taking the one Sacred passes on.
+
+    Sacred hands every observer the id of the highest-priority one; a file folder numbered by an
+    SQL id then collides with runs already in it. Runs are matched across observers by
+    ``info.run_uuid`` instead (docs/ARCHITECTURE.md).
+    """
 
     def started_event(self, *args: Any, **kwargs: Any) -> Any:
-        """Start a run in a new numbered folder (Sacred's mkdir-retry makes this race-free)."""
+        """Start the run under a new id of this observer's own numbering."""
         kwargs["_id"] = None
         return super().started_event(*args, **kwargs)
 
     def queued_event(self, *args: Any, **kwargs: Any) -> Any:
-        """Queue a run in a new numbered folder."""
+        """Queue the run under a new id of this observer's own numbering."""
         kwargs["_id"] = None
         return super().queued_event(*args, **kwargs)
+
+
+class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
+    """``FileStorageObserver`` that always allocates its own run folder number (Sacred's
+    mkdir-retry makes that race-free)."""
 
     def check_reachable(self) -> None:
         """Raise ``OSError`` unless the base folder exists (or can be created) and is writable."""
@@ -41,23 +51,13 @@ class OwnIdFileStorageObserver(FileStorageObserver):
         return f"FileStorageObserver({self.basedir!r})"
 
 
-class OwnIdMongoObserver(MongoObserver):
+class OwnIdMongoObserver(_OwnIds, MongoObserver):
     """``MongoObserver`` that always allocates its own ``_id`` (Sacred retries on duplicates).
 
     ``display_url`` is the URL with its password masked, used in every message about it.
     """
 
     display_url = "mongodb"
-
-    def started_event(self, *args: Any, **kwargs: Any) -> Any:
-        """Insert the run document with the next free integer ``_id``."""
-        kwargs["_id"] = None
-        return super().started_event(*args, **kwargs)
-
-    def queued_event(self, *args: Any, **kwargs: Any) -> Any:
-        """Insert a queued run document with the next free integer ``_id``."""
-        kwargs["_id"] = None
-        return super().queued_event(*args, **kwargs)
 
     def check_reachable(self) -> None:
         """Ping the server (bounded by the client's server-selection timeout)."""
