@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from capreolus_opt.optimizer import fused
 from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
 from capreolus_opt.optimizer.groups import (
     LearningRateSchedule,
+    check_lr,
     parse_pattern_lrs,
     resolve_groups,
     unmatched_messages,
@@ -124,8 +125,10 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
                     f"learning_rate={learning_rate!r}, lr={legacy!r}"
                 )
             learning_rate = legacy
-        if isinstance(learning_rate, int | np.integer) and not isinstance(learning_rate, bool):
-            learning_rate = float(learning_rate)  # Keras rejects ints; the seed accepted them.
+        if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
+            # The groups' own check (Keras accepts a negative or NaN lr, and rejects ints, which
+            # the seed accepted).
+            learning_rate = check_lr(learning_rate, "learning_rate")
         specs = parse_pattern_lrs(pattern_lrs)  # validate before creating any variable
         super().__init__(
             learning_rate=learning_rate,

@@ -145,3 +145,16 @@ def test_legacy_lr_alias():
 def test_base_optimizer_arguments_are_still_validated(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         AdamMultilr(**kwargs)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), -3])
+def test_base_learning_rate_is_checked_like_group_lrs(value):
+    # Stock Keras accepts these and trains (a sweep point at -1.0 ran to COMPLETED).
+    with pytest.raises(ValueError, match=r"learning_rate must be a finite float >= 0\. Received"):
+        AdamMultilr(learning_rate=value)
+    with pytest.raises(ValueError, match=r"learning_rate must be a finite float >= 0"):
+        AdamMultilr(lr=value)
+
+
+def test_integer_base_learning_rate_becomes_a_float():
+    assert float(AdamMultilr(learning_rate=1).learning_rate) == 1.0
