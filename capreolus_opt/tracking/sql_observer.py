@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sacred.observers import SqlObserver
@@ -51,7 +53,43 @@ result_table = sa.Table(
     sa.Column("result", sa.Text),
 )
 
-_START_ATTEMPTS = 30
+# How long a run start waits for other processes sharing the database (lock holders, a race to
+# create the tables, a concurrent run taking the same id) before it gives up.
+_CONTENTION_BUDGET_S = 60.0
+_T = TypeVar("_T")
+_CONTENTION_MARKERS = (
+    "locked", "busy", "already exists", "duplicate key", "unique constraint", "deadlock",
+    "could not serialize",
+)  # fmt: skip
+
+
+def _is_contention(exc: BaseException) -> bool:
+    """True for errors another process sharing the database causes, and that pass if retried.
+
+    SQLite: "database is locked"/"busy", or "UNIQUE constraint failed" when two runs took one
+    id. PostgreSQL: two processes creating one table ("already exists", "duplicate key" on the
+    catalog), two runs taking one id ("duplicate key"), deadlocks.
+    A read-only file, a missing folder or a refused login are not contention: they fail at once.
+    """
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(marker in text for marker in _CONTENTION_MARKERS)
+
+
+def _retry(action: Callable[[], _T], on_retry: Callable[[], None] | None = None) -> _T:
+    """Call ``action`` until it raises no contention error or the contention budget is spent.
+
+    The pause is random (20-200 ms) so that processes that collided do not collide again.
+    """
+    deadline = time.monotonic() + _CONTENTION_BUDGET_S
+    while True:
+        try:
+            return action()
+        except (sqlite3.Error, sa.exc.DBAPIError) as exc:
+            if on_retry is not None:
+                on_retry()
+            if not _is_contention(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.02, 0.2))
 
 
 def _fit(value: Any, length: int) -> Any:
@@ -62,10 +100,22 @@ def _fit(value: Any, length: int) -> Any:
 
 
 def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
-    """Connect hook: WAL journal, no disk sync per commit (see the module docstring)."""
+    """Connect hook: WAL journal, no disk sync per commit (see the module docstring).
+
+    WAL is a property of the file, so only the first connection to a new file switches it.
+    That switch needs the file to itself, and SQLite answers "database is locked" at once
+    (without waiting out the busy timeout) when another process holds it, as happens when a
+    sweep starts several runs on a new file together: the switch is retried, and skipped once
+    another process has made it.
+    """
     cursor = dbapi_connection.cursor()
+
+    def ensure_wal() -> None:
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _retry(ensure_wal)
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
@@ -118,17 +168,11 @@ class SqlMetricsObserver(SqlObserver):
     def _create_tables(self) -> None:
         if getattr(self, "_tables_ready", False):
             return
-        for attempt in range(_START_ATTEMPTS):
-            try:
-                Base.metadata.create_all(self.engine)
-                self._tables_ready = True
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-                # Two processes creating the same table on PostgreSQL: one loses the race on the
-                # catalog's unique index; the tables exist on the next attempt.
-                if attempt == _START_ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0.05, 0.3))
+        # Two processes creating the same table on PostgreSQL: one loses the race on the
+        # catalog's unique index; on SQLite one waits for the other's lock. The tables exist on
+        # a later attempt.
+        _retry(lambda: Base.metadata.create_all(self.engine))
+        self._tables_ready = True
 
     def _add_event(
         self, ex_info, command, host_info, config, meta_info, _id, status, **kwargs
@@ -140,17 +184,12 @@ class SqlMetricsObserver(SqlObserver):
             host_info[key] = _fit(host_info.get(key), _string_limit(Host.__table__.c[key]))
         command = _fit(command, _string_limit(Run.__table__.c.command))
         self._create_tables()
-        for attempt in range(_START_ATTEMPTS):
-            try:
-                return self._insert_run(
-                    ex_info, command, host_info, config, meta_info, status, **kwargs
-                )
-            except (sa.exc.IntegrityError, sa.exc.OperationalError):
-                self.session.rollback()
-                if attempt == _START_ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0.02, 0.2))
-        return None  # unreachable; keeps the return type explicit
+        return _retry(
+            lambda: self._insert_run(
+                ex_info, command, host_info, config, meta_info, status, **kwargs
+            ),
+            on_retry=self.session.rollback,
+        )
 
     def _insert_run(self, ex_info, command, host_info, config, meta_info, status, **kwargs) -> Any:
         """Sacred's ``SqlObserver._add_event`` minus its ``create_all`` (done once, above).
