@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import POSTGRES_URL, expected_points, file_metrics, file_runs, sql_metrics, write_gin
+from tracking_helpers import (
+    POSTGRES_URL,
+    expected_points,
+    file_metrics,
+    file_runs,
+    sql_metrics,
+    write_gin,
+)
 
 SCRIPT = str(Path(__file__).with_name("fake_cli.py"))
 N_RUNS = 4

@@ -13,7 +13,7 @@ import fake_backend
 import mongomock
 import mongomock.gridfs
 import pytest
-from conftest import (
+from tracking_helpers import (
     POSTGRES_URL,
     expected_points,
     file_metrics,

@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import file_metrics, file_runs, train
+from tracking_helpers import file_metrics, file_runs, train
 
 from capreolus_opt import gin_bindings
 from capreolus_opt.tracking.experiment import SMOKE_GIN
