@@ -194,7 +194,9 @@ class SqlMetricsObserver(SqlObserver):
     def _insert_run(self, ex_info, command, host_info, config, meta_info, status, **kwargs) -> Any:
         """Sacred's ``SqlObserver._add_event`` minus its ``create_all`` (done once, above).
 
-        The id is the next free one in this database, whatever another observer chose.
+        The id is one more than the newest run's, from 1 (FileStorage's numbering; Sacred's
+        own gives 0, 2, 3, ... because it adds 1 to the row key); a run that lost the race for an
+        id is retried by ``_add_event`` with the next one.
         ``no_autoflush``: Sacred's ``get_or_create`` queries while the new Experiment links
         already-stored Dependency rows; an autoflush then warns (SAWarning) and skips.
         """
@@ -202,7 +204,12 @@ class SqlMetricsObserver(SqlObserver):
             sql_exp = Experiment.get_or_create(ex_info, self.session)
             sql_host = Host.get_or_create(host_info, self.session)
             last = self.session.query(Run).order_by(Run.id.desc()).first()
-            _id = 0 if last is None else last.id + 1
+            if last is None:
+                _id = 1
+            elif last.run_id.isdigit():
+                _id = int(last.run_id) + 1
+            else:  # a run another tool stored under a name: continue from the row key
+                _id = last.id + 1
             self.run = Run(
                 run_id=str(_id),
                 config=json.dumps(flatten(config)),
@@ -216,7 +223,7 @@ class SqlMetricsObserver(SqlObserver):
             )
             self.session.add(self.run)
             self.save()
-        return _id or self.run.run_id  # Sacred's return value ("0" for the first run)
+        return _id
 
     def heartbeat_event(self, info, captured_out, beat_time, result) -> None:
         """Store info/output; a dict result goes to ``run_result`` (the column is a Float)."""
