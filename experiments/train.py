@@ -12,9 +12,11 @@ stores its own command-line options (URLs included) in the run's ``meta``.
 
 from __future__ import annotations
 
+from capreolus_opt.cli import import_tensorflow_quietly
 from capreolus_opt.tracking.experiment import make_experiment
 
 ex = make_experiment()
 
 if __name__ == "__main__":
+    import_tensorflow_quietly()
     ex.run_commandline()
