@@ -81,17 +81,20 @@ def main() -> None:
         group_index=resolve_group_index(opt, model.trainable_variables),
     )
     iterator = iter(distribute_train_dataset(task, strategy, args.batch, 0, 0))
+    no_stop = tf.constant(0.0)  # the loop's stop vote (no signal)
 
     def block(steps: int, every: int) -> float:
         """Seconds per step over `steps` steps, diagnostics at every `every`-th (0: never)."""
         start = time.perf_counter()
         for step in range(1, steps + 1):
             if every and step % every == 0:
-                losses, values = fns.train_with_diagnostics(iterator)
+                losses, votes, values = fns.train_with_diagnostics(iterator, no_stop)
                 metrics = {k: float(v) for k, v in values.items()}  # what the sink receives
                 metrics["train/loss"] = float(np.asarray(losses)[-1])
             else:
-                np.isfinite(np.asarray(fns.train(iterator)))  # train() checks every loss
+                losses, votes = fns.train(iterator, no_stop)
+                np.isfinite(np.asarray(losses))  # train() checks every loss
+            float(votes)  # and reads the stop votes
         return (time.perf_counter() - start) / steps
 
     block(3, 1)  # trace both functions and warm up

@@ -225,14 +225,19 @@ def train(
 
     step = start_step
     iterator = iter(train_data)
+    # One worker alone cannot checkpoint (a save is collective), so with several workers a signal
+    # becomes a vote in the next step's loss all-reduce and every worker stops after that step.
+    alone = int(summary.get("num_workers", 1)) == 1
+    votes_for = {False: tf.constant(0.0), True: tf.constant(1.0)}
     try:
         with stop_on_signals() as stop:
             while step < num_steps:
                 with_diag = metrics_every and (step + steps_per_loop) % metrics_every == 0
+                vote = votes_for[bool(stop)]
                 if with_diag:
-                    losses, values = fns.train_with_diagnostics(iterator)
+                    losses, votes, values = fns.train_with_diagnostics(iterator, vote)
                 else:
-                    losses, values = fns.train(iterator), None
+                    (losses, votes), values = fns.train(iterator, vote), None
                 losses = np.asarray(losses)
                 bad = np.flatnonzero(~np.isfinite(losses))
                 if bad.size:
@@ -243,9 +248,10 @@ def train(
                     metrics = {"train/loss": float(losses[-1])}
                     metrics.update({k: float(v) for k, v in values.items()})
                     log.log_metrics(step, metrics)
-                if stop:
+                if (stop and alone) or float(votes) > 0:
                     state.save(step)
-                    raise KeyboardInterrupt(f"signal {stop.signal} at step {step}; checkpointed")
+                    cause = f"signal {stop.signal}" if stop else "a signal to another worker"
+                    raise KeyboardInterrupt(f"{cause} at step {step}; checkpointed")
                 if checkpoint_every and step % checkpoint_every == 0:
                     state.save(step)
                 if eval_every and step % eval_every == 0 and step < num_steps:

@@ -2,13 +2,20 @@
 
 ``build_step_functions`` returns three ``tf.function``s, each traced once:
 
-- ``train(iterator) -> losses[steps_per_loop]``: ``steps_per_loop`` optimizer steps in one call;
-- ``train_with_diagnostics(iterator) -> (losses, {group/...: scalar})``: the same, with the last
-  step also computing the per-group diagnostics (``diagnostics.py``). Keeping it a separate
-  function (rather than a ``tf.cond``) keeps the extra all-reduce and the parameter copies out of
-  the ordinary step's graph;
+- ``train(iterator, stop_vote) -> (losses[steps_per_loop], stop_votes)``: ``steps_per_loop``
+  optimizer steps in one call;
+- ``train_with_diagnostics(iterator, stop_vote) -> (losses, stop_votes, {group/...: scalar})``:
+  the same, with the last step also computing the per-group diagnostics (``diagnostics.py``).
+  Keeping it a separate function (rather than a ``tf.cond``) keeps the extra all-reduce and the
+  parameter copies out of the ordinary step's graph;
 - ``evaluate(iterator) -> {name: Tensor}``: one eval batch on every replica, outputs gathered
   across replicas (and workers) to the host.
+
+``stop_vote`` (a float scalar: 1.0 once this worker was sent SIGINT/SIGTERM) rides in the
+all-reduce that sums the loss, so ``stop_votes > 0`` tells every worker of a multi-worker job,
+after the same step and at no extra collective, that one of them must stop: they then all take
+part in the final checkpoint (a save is collective) instead of the others waiting forever in the
+next step's all-reduce.
 
 Python side effects (sinks, NumPy, logging) stay outside the traced code.
 """
@@ -63,57 +70,65 @@ def build_step_functions(
             loss = tf.reduce_sum(tf.cast(per_example, tf.float32)) / float(global_batch_size)
         return loss, tape.gradient(loss, variables)
 
-    def replica_step(features: dict[str, tf.Tensor]) -> tf.Tensor:
+    def replica_step(features: dict[str, tf.Tensor], stop_vote: tf.Tensor) -> tf.Tensor:
         loss, grads = loss_and_grads(features)
         optimizer.apply(grads, variables)
-        return loss
+        return tf.stack([loss, stop_vote])
 
     def replica_step_with_diagnostics(
-        features: dict[str, tf.Tensor],
+        features: dict[str, tf.Tensor], stop_vote: tf.Tensor
     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         loss, grads = loss_and_grads(features)
         rates = diag.group_learning_rates(optimizer, group_index)
         reduced = diag.all_reduced_gradients(grads, variables)
         before = diag.snapshot(variables)
         optimizer.apply(grads, variables)
-        return loss, diag.group_diagnostics(group_index, rates, reduced, before, variables)
+        values = diag.group_diagnostics(group_index, rates, reduced, before, variables)
+        return tf.stack([loss, stop_vote]), values
 
     if jit_compile:
         replica_step = tf.function(replica_step, jit_compile=True)
         replica_step_with_diagnostics = tf.function(replica_step_with_diagnostics, jit_compile=True)
 
-    def distributed_step(iterator: Any) -> tf.Tensor:
-        per_replica = strategy.run(replica_step, args=(next(iterator),))
+    def summed(per_replica: Any) -> tf.Tensor:
+        """[global loss, stop votes]: one all-reduce for both (see the module docstring)."""
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    def run_plain_steps(iterator: Any, n: int) -> tf.TensorArray:
-        losses = tf.TensorArray(tf.float32, size=steps_per_loop)
+    def distributed_step(iterator: Any, stop_vote: tf.Tensor) -> tf.Tensor:
+        return summed(strategy.run(replica_step, args=(next(iterator), stop_vote)))
+
+    def run_plain_steps(iterator: Any, stop_vote: tf.Tensor, n: int) -> tf.TensorArray:
+        totals = tf.TensorArray(tf.float32, size=steps_per_loop, element_shape=(2,))
         if n == 1:
-            return losses.write(0, distributed_step(iterator))
+            return totals.write(0, distributed_step(iterator, stop_vote))
         for i in tf.range(n):
-            losses = losses.write(i, distributed_step(iterator))
-        return losses
+            totals = totals.write(i, distributed_step(iterator, stop_vote))
+        return totals
+
+    def losses_and_votes(totals: tf.TensorArray) -> tuple[tf.Tensor, tf.Tensor]:
+        stacked = totals.stack()
+        return stacked[:, 0], tf.reduce_max(stacked[:, 1])
 
     @tf.function
-    def train(iterator: Any) -> tf.Tensor:
+    def train(iterator: Any, stop_vote: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         counts["train"] += 1
-        return run_plain_steps(iterator, steps_per_loop).stack()
+        return losses_and_votes(run_plain_steps(iterator, stop_vote, steps_per_loop))
 
     @tf.function
-    def train_with_diagnostics(iterator: Any) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    def train_with_diagnostics(
+        iterator: Any, stop_vote: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         counts["train_with_diagnostics"] += 1
         if steps_per_loop > 1:
-            losses = run_plain_steps(iterator, steps_per_loop - 1)
+            totals = run_plain_steps(iterator, stop_vote, steps_per_loop - 1)
         else:
-            losses = tf.TensorArray(tf.float32, size=1)
-        loss, values = strategy.run(replica_step_with_diagnostics, args=(next(iterator),))
-        losses = losses.write(
-            steps_per_loop - 1, strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-        )
+            totals = tf.TensorArray(tf.float32, size=1, element_shape=(2,))
+        last, values = strategy.run(replica_step_with_diagnostics, args=(next(iterator), stop_vote))
+        totals = totals.write(steps_per_loop - 1, summed(last))
         # Every replica computed the same values (from all-reduced gradients and mirrored
         # parameters): take this worker's first copy instead of paying for another collective.
         first = {k: strategy.experimental_local_results(v)[0] for k, v in values.items()}
-        return losses.stack(), first
+        return (*losses_and_votes(totals), first)
 
     def replica_eval(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return dict(task.eval_outputs(model, features))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -41,24 +42,30 @@ def _launch(args: list[str], env_extra: dict[str, str] | None = None) -> subproc
     )
 
 
-@pytest.mark.slow
-def test_two_workers_equal_one_worker_on_same_global_batches(tmp_path: Path) -> None:
+def _launch_two_workers(tmp_path: Path, *args: str) -> list[subprocess.Popen]:
+    """Two MultiWorkerMirroredStrategy workers on local ports; worker i writes workeri.json."""
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         out = tmp_path / f"worker{index}.json"
-        args = [
-            "--kind",
-            "multi_worker",
-            "--workdir",
-            str(tmp_path / "mw"),
-            "--num-steps",
-            "6",
-            "--out",
-            str(out),
-        ]
-        procs.append(_launch(args, {"TF_CONFIG": json.dumps(tf_config)}))
+        argv = ["--kind", "multi_worker", "--workdir", str(tmp_path / "mw"), "--out", str(out)]
+        procs.append(_launch([*argv, *args], {"TF_CONFIG": json.dumps(tf_config)}))
+    return procs
+
+
+def _wait_for(marker: Path, procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_workers_equal_one_worker_on_same_global_batches(tmp_path: Path) -> None:
+    procs = _launch_two_workers(tmp_path, "--num-steps", "6")
     for proc in procs:
         _, stderr = proc.communicate(timeout=240)
         assert proc.returncode == 0, stderr[-3000:]
@@ -80,11 +87,7 @@ def test_two_workers_equal_one_worker_on_same_global_batches(tmp_path: Path) -> 
 def test_sigterm_during_training_then_resume(tmp_path: Path) -> None:
     workdir, marker = tmp_path / "run", tmp_path / "started"
     proc = _launch(["--workdir", str(workdir), "--num-steps", "1000000", "--marker", str(marker)])
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "training did not start"
-        time.sleep(0.05)
+    _wait_for(marker, [proc])
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode != 0
@@ -98,3 +101,30 @@ def test_sigterm_during_training_then_resume(tmp_path: Path) -> None:
     full = run(tmp_path / "full", num_steps=target)
     assert resumed.final_step == target
     assert_same_checkpoints(full.checkpoint_path, resumed.checkpoint_path, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_every_worker_at_one_checkpoint(tmp_path: Path) -> None:
+    """A preempted node gets the signal, its peers do not: all must stop after the same step and
+    write one checkpoint together (a save is collective), not hang in the next all-reduce."""
+    marker = tmp_path / "started"  # written by the chief once metrics flow
+    procs = _launch_two_workers(tmp_path, "--num-steps", "1000000", "--marker", str(marker))
+    _wait_for(marker, procs)
+    procs[1].send_signal(signal.SIGTERM)  # the non-chief: the chief writes the checkpoint
+    stderrs = [proc.communicate(timeout=120)[1] for proc in procs]
+    for proc, stderr in zip(procs, stderrs, strict=True):
+        assert proc.returncode != 0, stderr[-3000:]
+    signalled = re.search(r"KeyboardInterrupt: signal 15 at step (\d+); checkpointed", stderrs[1])
+    peer = re.search(r"KeyboardInterrupt: a signal to another worker at step (\d+)", stderrs[0])
+    assert signalled and peer, stderrs[0][-2000:] + stderrs[1][-2000:]
+    stopped_at = int(signalled.group(1))
+    assert int(peer.group(1)) == stopped_at >= 2
+    workdir = tmp_path / "mw"
+    assert tf.train.latest_checkpoint(str(workdir)).endswith(f"-{stopped_at}")
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".worker_tmp")] == []
+
+    target = stopped_at + 4
+    resumed = run(workdir, num_steps=target)  # one worker continues the two workers' run
+    full = run(tmp_path / "full", num_steps=target)
+    assert resumed.final_step == target
+    assert_same_checkpoints(full.checkpoint_path, resumed.checkpoint_path, atol=1e-5)
