@@ -208,8 +208,9 @@ class SqlMetricsObserver(SqlObserver):
                 _id = 1
             elif last.run_id.isdigit():
                 _id = int(last.run_id) + 1
-            else:  # a run another tool stored under a name: continue from the row key
-                _id = last.id + 1
+            else:  # the newest run was stored under a name by another tool: scan the numbers
+                numbers = [int(r) for (r,) in self.session.query(Run.run_id) if r.isdigit()]
+                _id = max(numbers, default=0) + 1
             self.run = Run(
                 run_id=str(_id),
                 config=json.dumps(flatten(config)),

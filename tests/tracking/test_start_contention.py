@@ -151,3 +151,18 @@ def test_contention_that_outlasts_the_budget_raises(monkeypatch):
 
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         sql_observer._retry(locked)
+
+
+def test_ids_continue_after_a_run_stored_under_a_name(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    ids = []
+    for named in (False, False, True, False):
+        observer = sql_observer.SqlMetricsObserver(url)
+        observer.check_reachable()
+        start = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        ids.append(observer.started_event(EX_INFO, "train", HOST_INFO, start, {}, {}, None))
+        if named:  # what a plain Sacred SqlObserver with an explicit _id leaves behind
+            observer.run.run_id = "baseline"
+            observer.save()
+        observer.close()
+    assert ids == [1, 2, 3, 3]
