@@ -294,48 +294,47 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
     def _backend_update_step(
         self, grads: list[Any], trainable_variables: list[Any], learning_rate: Any
     ) -> None:
-        resolution = self._built_resolution()
-        pairs = []
+        # Each variable's group, looked up once per trace and carried through the update.
+        group_of = self._built_resolution().group_of
+        pairs, groups = [], []
         for grad, variable in zip(grads, trainable_variables, strict=True):
-            group = resolution.group_of[self._get_variable_index(variable)]
+            group = group_of[self._get_variable_index(variable)]
             if group < len(self._group_specs) and self._group_specs[group].frozen:
                 continue  # frozen: no all-reduce, no clipping share, no update
             pairs.append(
                 (grad, variable.value if isinstance(variable, keras.Variable) else variable)
             )
+            groups.append(group)
         if not pairs:
             return
-        pairs = self._all_reduce_sum_gradients(pairs)
+        pairs = self._all_reduce_sum_gradients(pairs)  # keeps the order
         clipped = self._clip([g for g, _ in pairs])
         # Variables stay variables: each update reads its lr itself, as in Keras (under XLA a
         # single shared read made 200 small updates ~10% slower).
         lrs = self._step_learning_rates(learning_rate)
         # Fused-kernel scalars (lr, beta powers, constants) once per (group, dtype) per step, so
         # that each variable costs one kernel (200 small variables: DESIGN.md §3).
-        group_of = self._built_resolution().group_of
         scalars: dict[tuple[int, tf.DType], tuple] = {}
         if self.fused and not fused.in_xla_context():
             local_step = self.iterations + 1
-            for grad, variable in pairs:
-                key = (group_of[self._get_variable_index(variable)], tf.as_dtype(variable.dtype))
+            for (grad, variable), group in zip(pairs, groups, strict=True):
+                key = (group, tf.as_dtype(variable.dtype))
                 if key not in scalars and fused.fusable(variable, grad):
                     scalars[key] = fused.step_scalars(
-                        lrs[key[0]], local_step, self.beta_1, self.beta_2, self.epsilon, key[1]
+                        lrs[group], local_step, self.beta_1, self.beta_2, self.epsilon, key[1]
                     )
         tf.__internal__.distribute.interim.maybe_merge_call(
             self._distributed_update,
             self._distribution_strategy,
-            [(g, v) for g, (_, v) in zip(clipped, pairs, strict=True)],
+            [(g, v, group) for g, (_, v), group in zip(clipped, pairs, groups, strict=True)],
             lrs,
             scalars,
         )
 
     def _distributed_update(
-        self, distribution: Any, grads_and_vars: list, lrs: list, scalars: dict
+        self, distribution: Any, updates: list, lrs: list, scalars: dict
     ) -> None:
-        group_of = self._built_resolution().group_of
-        for grad, variable in grads_and_vars:
-            group = group_of[self._get_variable_index(variable)]
+        for grad, variable, group in updates:
             distribution.extended.update(
                 variable,
                 self._update_variable,
