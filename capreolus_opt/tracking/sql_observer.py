@@ -153,6 +153,7 @@ class SqlMetricsObserver(SqlObserver):
         self.run = None
         self.lock = Lock()
         self.display_url = engine.url.render_as_string(hide_password=True)
+        self._tables_ready = False  # created (or found) once per observer, not at every start
 
     def check_reachable(self) -> None:
         """Open one connection and create the tables if needed; raise on failure."""
@@ -166,7 +167,7 @@ class SqlMetricsObserver(SqlObserver):
         self.engine.dispose()
 
     def _create_tables(self) -> None:
-        if getattr(self, "_tables_ready", False):
+        if self._tables_ready:
             return
         # Two processes creating the same table on PostgreSQL: one loses the race on the
         # catalog's unique index; on SQLite one waits for the other's lock. The tables exist on
