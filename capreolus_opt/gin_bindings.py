@@ -21,8 +21,13 @@ Names in gin files:
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import logging
 import os
+import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -158,31 +163,172 @@ gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_patt
 def parse_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
     """Clears gin's bindings, then parses ``gin_files`` in order and ``gin_bindings`` after them.
 
+    A run parses its config once: calling again with the same files and bindings while gin still
+    holds what the last call parsed does nothing (the train command, Sacred's config hook and the
+    run itself all ask for it). ``include`` statements resolve beside the including file, at any
+    depth, before gin's search path and the working directory.
+
     Raises:
-        GinConfigError: a file is missing or a file or binding does not parse (the message names
-            it and carries gin's explanation, e.g. an unknown parameter).
+        GinConfigError: a file is missing, a file or binding does not parse, a binding is left at
+            ``%gin.REQUIRED``, or a bound value has the wrong type for its parameter (a string
+            where a float is expected); the message names the file or binding.
     """
+    global _LAST_PARSED
+    key = (tuple(gin_files), tuple(gin_bindings))
+    if _LAST_PARSED is not None and _LAST_PARSED[0] == key and _LAST_PARSED[1] == gin.config_str():
+        return
+    _LAST_PARSED = None
     gin.clear_config()
-    for path in gin_files:
-        if not os.path.isfile(path):
-            raise GinConfigError(f"gin file {path!r} does not exist (expected a readable file)")
-        # `include 'quickstart.gin'` resolves beside the including file first, whatever the cwd
-        # (gin has no public API for this; it searches _LOCATION_PREFIXES in order).
-        prefixes = gin.config._LOCATION_PREFIXES
-        prefixes.insert(0, os.path.dirname(os.path.abspath(path)))
-        try:
-            gin.parse_config_file(os.path.abspath(path))
-        except Exception as err:  # gin raises ValueError, KeyError, SyntaxError, ImportError...
-            gin.clear_config()
-            raise GinConfigError(f"could not parse gin file {path!r}: {err}") from err
-        finally:
-            prefixes.pop(0)
-    for binding in gin_bindings:
-        try:
-            gin.parse_config(binding)
-        except Exception as err:
-            gin.clear_config()
-            raise GinConfigError(f"could not parse gin binding {binding!r}: {err}") from err
+    try:
+        for path in gin_files:
+            _parse_file(path)
+        for binding in gin_bindings:
+            try:
+                gin.parse_config(binding)
+            except Exception as err:
+                raise GinConfigError(f"could not parse gin binding {binding!r}: {err}") from err
+        check_bindings()
+    except GinConfigError:
+        gin.clear_config()
+        raise
+    _LAST_PARSED = (key, gin.config_str())
+
+
+_LAST_PARSED: tuple[tuple, str] | None = None
+_INCLUDE = re.compile(r"""^\s*include\s+(['"])(.+?)\1""", re.MULTILINE)
+
+
+def _parse_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise GinConfigError(f"gin file {path!r} does not exist (expected a readable file)")
+    # gin resolves `include 'x.gin'` against _LOCATION_PREFIXES (the cwd, then search paths),
+    # not beside the including file, and has no public API for it: a user file that includes a
+    # shipped config by absolute path broke on that config's own `include 'quickstart.gin'`.
+    prefixes = gin.config._LOCATION_PREFIXES
+    folders = _include_folders(os.path.abspath(path))
+    prefixes[0:0] = folders
+    # gin's package-resource reader logs "Path not found" (root logger) for every folder tried
+    # before the one that holds an include; those misses are expected here.
+    root = logging.getLogger()
+    root.addFilter(_quiet_path_misses)
+    try:
+        gin.parse_config_file(os.path.abspath(path))
+    except Exception as err:  # gin raises ValueError, KeyError, SyntaxError, ImportError...
+        raise GinConfigError(f"could not parse gin file {path!r}: {err}") from err
+    finally:
+        root.removeFilter(_quiet_path_misses)
+        del prefixes[0 : len(folders)]
+
+
+def _quiet_path_misses(record: logging.LogRecord) -> bool:
+    return record.msg != "Path not found: %s"
+
+
+def _include_folders(path: str) -> list[str]:
+    """The folders of ``path`` and of every file it includes, transitively, in include order."""
+    folders: list[str] = []
+    pending, seen = [path], set()
+    while pending:
+        current = pending.pop(0)
+        if current in seen or not os.path.isfile(current):
+            continue
+        seen.add(current)
+        folder = os.path.dirname(current)
+        if folder not in folders:
+            folders.append(folder)
+        with open(current, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        for match in _INCLUDE.finditer(text):
+            target = match.group(2)
+            candidates = [target] if os.path.isabs(target) else [
+                os.path.join(f, target) for f in folders
+            ]  # fmt: skip
+            pending.extend(os.path.abspath(c) for c in candidates if os.path.isfile(c))
+    return folders
+
+
+def check_bindings() -> None:
+    """Refuse bindings left at ``%gin.REQUIRED`` and values of the wrong type for a parameter of
+    one of our factories (their explicit signatures say what each takes); gin itself only finds
+    either when the function is called, mid-run.
+
+    Raises:
+        GinConfigError: naming the binding, its value and what was expected.
+    """
+    config: dict[tuple[str, str], dict[str, Any]] = gin.config._CONFIG
+    for (scope, selector), params in config.items():
+        if selector.startswith("gin."):
+            continue
+        configurable = gin.config._REGISTRY.get_match(selector)
+        hints = _type_hints(configurable.wrapped) if configurable is not None else {}
+        shown = (scope + "/" if scope else "") + _display(selector)
+        for param, raw in params.items():
+            value = _macro_value(raw)
+            if value is gin.REQUIRED:
+                raise GinConfigError(
+                    f"gin binding {shown}.{param} is %gin.REQUIRED and no file or --gin_param "
+                    f"gives it a value (add e.g. --gin_param '{shown}.{param} = ...')."
+                )
+            hint = hints.get(param)
+            if hint is not None and not _matches(value, hint):
+                raise GinConfigError(
+                    f"gin binding {shown}.{param} = {value!r} has type {type(value).__name__}; "
+                    f"expected {_hint_text(hint)}."
+                )
+
+
+def _macro_value(value: Any) -> Any:
+    """The value behind a macro or constant reference (``%X``, ``%gin.REQUIRED``); references
+    to configurables are returned as they are."""
+    for _ in range(32):  # macros may refer to macros; a cycle is gin's own error later
+        if not isinstance(value, gin.config.ConfigurableReference):
+            return value
+        fn = value.configurable.wrapped
+        if fn is gin.config.macro or fn is gin.config._retrieve_constant:
+            value = value.scoped_configurable_fn()
+        else:
+            return value
+    return value
+
+
+def _type_hints(fn: Callable) -> dict[str, Any]:
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # an annotation we cannot evaluate is simply not checked
+        return {}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` can be passed for ``hint``; only plain scalar hints are checked."""
+    if isinstance(value, gin.config.ConfigurableReference):
+        return True  # what a reference returns is known only when it is called
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple, Sequence, collections.abc.Sequence) or hint in (list, tuple):
+        return isinstance(value, list | tuple)
+    if inspect.isclass(hint) and origin is None and hint is not typing.Any:
+        return isinstance(value, hint)  # e.g. a LearningRateSchedule, never a string
+    return True  # Any, callables, parameterised generics: not checked here
+
+
+def _hint_text(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_hint_text(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint))
 
 
 def run_training(*, workdir: str, sink: Any = None, on_start: Callable | None = None) -> Any:

@@ -1,0 +1,55 @@
+"""Gin input errors through the real CLI: exit 2, one message naming the binding, no record."""
+
+from __future__ import annotations
+
+import pytest
+
+from capreolus_opt import gin_bindings
+from tests.cli_helpers import SMOKE, run_cli
+
+
+@pytest.mark.parametrize(
+    ("binding", "message"),
+    [
+        (
+            "train.num_steps = '100'",
+            "gin binding train.num_steps = '100' has type str; expected int",
+        ),
+        (
+            "AdamMultilr.learning_rate = 'fast'",
+            "AdamMultilr.learning_rate = 'fast' has type str; expected float or "
+            "LearningRateSchedule",
+        ),
+        ("train.num_steps = %gin.REQUIRED", "gin binding train.num_steps is %gin.REQUIRED"),
+    ],
+)
+def test_wrong_or_missing_values_are_input_errors(tmp_path, binding, message):
+    proc = run_cli(
+        "train", SMOKE, "--gin_param", binding, "--observer", "file://runs", cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "<object object" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_including_a_shipped_config_by_absolute_path_follows_its_own_includes(tmp_path):
+    # smoke.gin itself includes 'quickstart.gin' by a relative name.
+    user = tmp_path / "mine.gin"
+    user.write_text(f"include '{SMOKE}'\ntrain.num_steps = 2\n")
+    gin_bindings.parse_config([str(user)], [])
+    assert gin_bindings.configured("train.num_steps") == 2
+    assert "Path not found" not in gin_bindings.config_text()
+
+
+def test_parsing_the_same_inputs_twice_parses_once(monkeypatch):
+    calls = []
+    real = gin_bindings.gin.parse_config_file
+    monkeypatch.setattr(
+        gin_bindings.gin, "parse_config_file", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    gin_bindings.parse_config([SMOKE], ["train.num_steps = 3"])
+    gin_bindings.parse_config([SMOKE], ["train.num_steps = 3"])
+    assert len(calls) == 1
+    gin_bindings.parse_config([SMOKE], ["train.num_steps = 4"])  # other inputs: parsed again
+    assert len(calls) == 2 and gin_bindings.configured("train.num_steps") == 4
