@@ -1,6 +1,6 @@
 """The ``capreolus-opt`` command line.
 
-Each sub-command lives beside the layer it drives and registers itself through a
+Each sub-command lives in :mod:`capreolus_opt.commands` and registers itself through a
 ``register(subparsers)`` function; this module only assembles them. Nothing here imports
 TensorFlow at module level, so ``capreolus-opt --help`` answers in well under a second.
 """
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 # Modules that provide ``register(subparsers)``; each sets ``func=handler`` (args -> exit code).
 _COMMAND_MODULES = (
-    "capreolus_opt.tracking.cli",  # train
-    "capreolus_opt.commands_groups",  # groups
-    "capreolus_opt.runs.cli",  # compare, diff, plot, sweep
+    "capreolus_opt.commands.train",  # train
+    "capreolus_opt.commands.groups",  # groups
+    "capreolus_opt.commands.runs",  # compare, diff, plot, sweep
 )
 
 
@@ -80,13 +80,34 @@ def import_tensorflow_quietly() -> None:
             sys.stderr.flush()
 
 
+class _MaskingStream:
+    """A text stream that masks the credentials of every URL written to it (one place for
+    everything a command prints: messages, tables, a point's output, a traceback)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from capreolus_opt.storage import mask_urls
+
+        self._stream.write(mask_urls(text) if "://" in text else text)
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in _TENSORFLOW_COMMANDS:
-        import_tensorflow_quietly()
-    return int(args.func(args) or 0)
+    sys.stdout, sys.stderr = _MaskingStream(sys.stdout), _MaskingStream(sys.stderr)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command in _TENSORFLOW_COMMANDS:
+            import_tensorflow_quietly()
+        return int(args.func(args) or 0)
+    finally:
+        sys.stdout, sys.stderr = sys.stdout._stream, sys.stderr._stream
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from capreolus_opt import gin_bindings
-from capreolus_opt.commands_groups import build_group_table
+from capreolus_opt.commands.groups import build_group_table
 from tests.cli_helpers import ROOT, SMOKE, run_cli
 
 

@@ -6,7 +6,7 @@ UUID across FileStorage folders, SQL databases and MongoDB (see ``load.py``).
 
 from __future__ import annotations
 
-from capreolus_opt.runs.load import RunList, load_runs, source_kind
+from capreolus_opt.runs.load import RunList, find_recorded_run, load_runs
 from capreolus_opt.runs.records import LoadProblem, MetricSeries, Run, best_direction
 
 __all__ = [
@@ -16,5 +16,5 @@ __all__ = [
     "RunList",
     "best_direction",
     "load_runs",
-    "source_kind",
+    "find_recorded_run",
 ]

@@ -12,7 +12,14 @@ import json
 import os
 from typing import Any
 
-from capreolus_opt.runs.records import LoadProblem, MetricSeries, RecordError, Run, build_run
+from capreolus_opt.runs.records import (
+    LoadProblem,
+    MetricSeries,
+    RecordError,
+    Run,
+    build_run,
+    check_steps,
+)
 
 
 def _load_json(path: str, *, required: bool) -> Any:
@@ -43,6 +50,7 @@ def _metrics(raw: Any) -> dict[str, MetricSeries]:
         # reader's dominant cost (benchmarks/load_runs.py), so only non-numbers are converted.
         if not all(type(v) is float for v in values):
             values = _coerce(name, values)
+        check_steps(name, steps)
         out[name] = MetricSeries(steps=steps, values=values, timestamps=entry.get("timestamps", []))
     return out
 

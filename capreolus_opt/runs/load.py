@@ -1,13 +1,13 @@
 """``load_runs(*sources)``: read runs from any mix of observers and merge them by run UUID.
 
-Sources:
-- a FileStorageObserver folder, as a path or ``file://`` URL;
-- a SQLAlchemy URL (``sqlite:///runs.db``, ``postgresql+psycopg://...``, ``mysql://...``);
-- a MongoDB URL (``mongodb://host/db``, ``mongodb+srv://...``).
+Sources are run locations as :mod:`capreolus_opt.storage` parses them, exactly the forms that
+``train --observer`` accepts: a FileStorage folder (path or ``file://`` URL), ``sqlite:///PATH``,
+``postgresql://...`` and ``mongodb://host/db``.
 
 The same run stored by several observers (same ``info.run_uuid``) becomes one :class:`Run` whose
 ``sources`` lists them all. Unreadable or partial records never raise: they are skipped and listed
-in ``RunList.problems``. Only a source string of no known kind raises ``ValueError``.
+in ``RunList.problems``. Only a malformed source or one of no known kind raises
+:class:`~capreolus_opt.storage.LocationError` (a ``ValueError``), before anything is read.
 
 Example::
 
@@ -20,15 +20,17 @@ Example::
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from capreolus_opt.runs.file import read_file_storage
+from capreolus_opt.runs.file import read_file_storage, read_run_folder
 from capreolus_opt.runs.mongo import ClientFactory, read_mongo
-from capreolus_opt.runs.records import LoadProblem, Run
+from capreolus_opt.runs.records import LoadProblem, RecordError, Run
 from capreolus_opt.runs.sql import read_sql
+from capreolus_opt.storage import Location, parse_location
 
-_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+_UUID = re.compile(r"^[0-9a-f]{32}$")
 _TERMINAL = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT")
 
 
@@ -76,38 +78,12 @@ class RunList(list[Run]):
         return pd.DataFrame(columns)
 
 
-def source_kind(source: str) -> str:
-    """Classify a source string as ``"file"``, ``"sql"`` or ``"mongo"``.
-
-    Raises:
-        ValueError: for a URL scheme that is none of these.
-    """
-    if "://" not in source:
-        return "file"
-    scheme = source.split("://", 1)[0].lower()
-    if scheme == "file":
-        return "file"
-    if scheme.split("+", 1)[0] in _SQL_SCHEMES:
-        return "sql"
-    if scheme in ("mongodb", "mongodb+srv"):
-        return "mongo"
-    raise ValueError(
-        f"run source {source!r} has an unknown scheme {scheme!r}; expected a folder path, "
-        "file://, sqlite:///, postgresql://, mysql:// or mongodb:// URL"
-    )
-
-
-def _read_one(source: str, mongo_client_factory: ClientFactory | None) -> tuple[list, list]:
-    kind = source_kind(source)
-    if kind == "file":
-        if source.startswith("file://"):
-            # As tracking/urls.py: file://runs is relative (netloc "runs"), file:///abs absolute.
-            parts = urlsplit(source)
-            source = unquote(parts.netloc + parts.path)
-        return read_file_storage(os.path.expanduser(source))
-    if kind == "sql":
-        return read_sql(source)
-    return read_mongo(source, client_factory=mongo_client_factory)
+def _read_one(location: Location, mongo_client_factory: ClientFactory | None) -> tuple[list, list]:
+    if location.kind == "file":
+        return read_file_storage(location.target)
+    if location.kind == "sql":
+        return read_sql(location)
+    return read_mongo(location, client_factory=mongo_client_factory)
 
 
 def _merge(into: Run, other: Run) -> None:
@@ -140,14 +116,13 @@ def load_runs(*sources: str, mongo_client_factory: ClientFactory | None = None) 
         A :class:`RunList`; ``.problems`` names each skipped record or unreadable source.
 
     Raises:
-        ValueError: if a source is of no known kind (checked before anything is read).
+        LocationError: a source is malformed or of no known kind (before anything is read).
     """
-    for source in sources:
-        source_kind(source)
+    locations = [parse_location(source) for source in sources]
     merged: dict[str, Run] = {}
     problems: list[LoadProblem] = []
-    for source in sources:
-        runs, source_problems = _read_one(source, mongo_client_factory)
+    for location in locations:
+        runs, source_problems = _read_one(location, mongo_client_factory)
         problems.extend(source_problems)
         for run in runs:
             if run.run_uuid in merged:
@@ -165,3 +140,31 @@ def load_runs(*sources: str, mongo_client_factory: ClientFactory | None = None) 
             else:
                 merged[run.run_uuid] = run
     return RunList(list(merged.values()), problems)
+
+
+def find_recorded_run(
+    ref: str, sources: Sequence[str], *, mongo_client_factory: ClientFactory | None = None
+) -> Run:
+    """The run ``ref`` names: a FileStorage run folder, or a ``run_uuid`` (32 hex digits) looked
+    up with :func:`load_runs` in ``sources`` (what ``train --resume`` continues).
+
+    Raises:
+        ValueError: ``ref`` is neither, the folder is not a readable run, or no source holds a
+            run with that UUID (the message names the sources searched, masked).
+    """
+    if os.path.isdir(ref):
+        try:
+            return read_run_folder(ref, os.path.dirname(os.path.abspath(ref)))
+        except RecordError as exc:
+            raise ValueError(f"{ref!r} is not a readable run folder: {exc}.") from None
+    if not _UUID.match(ref):
+        raise ValueError(
+            f"{ref!r} is neither a run folder (with run.json) nor a run UUID "
+            "(32 hexadecimal digits, as `compare` and `train` print them)."
+        )
+    runs = load_runs(*sources, mongo_client_factory=mongo_client_factory)
+    for run in runs:
+        if run.run_uuid == ref:
+            return run
+    searched = ", ".join(parse_location(s).shown for s in sources) or "no source"
+    raise ValueError(f"no run with run_uuid {ref} in {searched}.")

@@ -1,8 +1,8 @@
 """Read runs from a MongoDB database written by Sacred's ``MongoObserver``.
 
 Runs live in the ``runs`` collection and metric series in ``metrics``
-(``{run_id, name, steps, values, timestamps}``). The database is the URL's path
-(``mongodb://host:27017/mydb``), ``sacred`` (Sacred's default) when the path is empty.
+(``{run_id, name, steps, values, timestamps}``). The database is the one the writer uses, by the
+rule of :mod:`capreolus_opt.storage` (the URL's path, ``sacred`` when it is empty).
 
 ``client_factory(url) -> MongoClient`` is injectable so tests can pass a ``mongomock`` client; the
 default is ``pymongo.MongoClient`` with a short server-selection timeout.
@@ -12,33 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from capreolus_opt.runs.records import LoadProblem, MetricSeries, RecordError, Run, build_run
 from capreolus_opt.runs.records import check_series as _check_series
+from capreolus_opt.storage import MONGO_TIMEOUT_MS, Location, mask_urls
 
 ClientFactory = Callable[[str], Any]
-DEFAULT_DB = "sacred"
 
 
 def _default_client(url: str) -> Any:
     import pymongo
 
-    return pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
-
-
-def database_name(url: str) -> str:
-    """The database named by the URL path, else Sacred's default ``sacred``."""
-    path = urlsplit(url).path.lstrip("/")
-    return path.split("/", 1)[0] or DEFAULT_DB
-
-
-def _shown(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    return pymongo.MongoClient(url, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
 
 
 def _metrics_by_run(db: Any) -> dict[Any, dict[str, MetricSeries]]:
@@ -57,17 +42,17 @@ def _metrics_by_run(db: Any) -> dict[Any, dict[str, MetricSeries]]:
 
 
 def read_mongo(
-    url: str, client_factory: ClientFactory | None = None
+    location: Location, client_factory: ClientFactory | None = None
 ) -> tuple[list[Run], list[LoadProblem]]:
-    """Read every run of the database named by ``url``; bad documents become problems."""
-    shown = _shown(url)
+    """Read every run of the database at ``location``; bad documents become problems."""
+    shown = location.shown
     factory = client_factory or _default_client
     runs: list[Run] = []
     problems: list[LoadProblem] = []
     try:
         import pymongo.errors
 
-        db = factory(url)[database_name(url)]
+        db = factory(location.url)[location.database]
         metrics = _metrics_by_run(db)
         for doc in db["runs"].find({}).sort("_id", 1):
             location = f"{shown} _id={doc.get('_id')}"
@@ -93,5 +78,5 @@ def read_mongo(
             except RecordError as exc:
                 problems.append(LoadProblem(location, str(exc)))
     except pymongo.errors.PyMongoError as exc:
-        problems.append(LoadProblem(shown, f"cannot read MongoDB: {exc}"))
+        problems.append(LoadProblem(shown, f"cannot read MongoDB: {mask_urls(str(exc))}"))
     return runs, problems

@@ -94,6 +94,7 @@ class Run:
     metrics: dict[str, MetricSeries]
     result: dict[str, float]
     resumed_from: str | None = None
+    workdir: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -172,10 +173,18 @@ def _hparam_pairs(pairs: Any) -> dict[str, Any]:
     return out
 
 
+def check_steps(name: str, steps: list[Any]) -> None:
+    """Raise RecordError unless every step of metric ``name`` is an integer (not a bool)."""
+    for step in steps:
+        if type(step) is not int:
+            raise RecordError(f"metric {name!r} has a non-integer step {step!r}")
+
+
 def check_series(name: str, steps: Any, values: Any) -> MetricSeries:
     """Validate parallel step/value lists of one metric; raise RecordError naming the metric."""
     if not isinstance(steps, list) or not isinstance(values, list) or len(steps) != len(values):
         raise RecordError(f"metric {name!r} has mismatched or missing steps/values")
+    check_steps(name, steps)
     try:
         values = [float(v) if v is not None else math.nan for v in values]
     except (TypeError, ValueError) as exc:
@@ -229,6 +238,7 @@ def build_run(
         metrics=dict(metrics),
         result=clean_result,
         resumed_from=info.get("resumed_from"),
+        workdir=info.get("workdir") if isinstance(info.get("workdir"), str) else None,
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )

@@ -4,9 +4,11 @@ Sacred's schema (``sacred/observers/sql_bases.py``) stores each run in ``run`` w
 ``info`` as JSON text; Sacred's SqlObserver drops metrics, so the tracking layer adds
 ``metrics(id, run_id -> run.id, name, step, value, timestamp)`` (docs/ARCHITECTURE.md) and, since
 ``run.result`` is a Float column, ``run_result(run_id -> run.id, result)`` with the result dict as
-JSON (``tracking/sql_observer.py``). A database without a ``run`` table holds no runs; one without
-``metrics`` yields runs without series and a reported problem. ``postgresql://`` and
-``postgres://`` URLs use the psycopg 3 driver (SQLAlchemy's default, psycopg2, is not shipped).
+JSON (``tracking/sql_observer.py``); both tables are declared once, in
+:mod:`capreolus_opt.storage.sql`, and read through that definition here. A database without a
+``run`` table holds no runs; one without ``metrics`` yields runs without series and a reported
+problem. Reading never writes: a SQLite file is opened read-only, and a missing one is a reported
+problem, not a new empty database.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from capreolus_opt.runs.records import (
     build_run,
     check_series,
 )
+from capreolus_opt.storage import Location, LocationError, mask_urls
 
 
 def _json_column(text: Any, what: str) -> Any:
@@ -37,9 +40,11 @@ def _json_column(text: Any, what: str) -> Any:
 
 
 def _read_metrics(conn: Any, sa: Any) -> dict[int, dict[str, MetricSeries]]:
+    from capreolus_opt.storage.sql import metrics_table as m
+
     rows = conn.execute(
-        sa.text(
-            "SELECT run_id, name, step, value, timestamp FROM metrics ORDER BY run_id, name, id"
+        sa.select(m.c.run_id, m.c.name, m.c.step, m.c.value, m.c.timestamp).order_by(
+            m.c.run_id, m.c.name, m.c.id
         )
     )
     raw: dict[int, dict[str, tuple[list, list, list]]] = defaultdict(dict)
@@ -60,7 +65,9 @@ def _read_metrics(conn: Any, sa: Any) -> dict[int, dict[str, MetricSeries]]:
 
 def _read_results(conn: Any, sa: Any) -> dict[int, Any]:
     out = {}
-    for run_id, text in conn.execute(sa.text("SELECT run_id, result FROM run_result")):
+    from capreolus_opt.storage.sql import result_table as r
+
+    for run_id, text in conn.execute(sa.select(r.c.run_id, r.c.result)):
         try:
             out[run_id] = _json_column(text, "run_result.result")
         except RecordError:
@@ -68,26 +75,21 @@ def _read_results(conn: Any, sa: Any) -> dict[int, Any]:
     return out
 
 
-def engine_url(url: str) -> str:
-    """``url`` with ``postgresql://``/``postgres://`` mapped to the psycopg 3 driver."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme.lower() in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    return url
-
-
-def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
-    """Read every run in the database at SQLAlchemy ``url``.
+def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
+    """Read every run in the SQL database at ``location``.
 
     Unreachable databases and corrupt rows become problems; nothing raises for bad content.
     """
     import sqlalchemy as sa
 
+    from capreolus_opt.storage.sql import run_table as t
+    from capreolus_opt.storage.sql import sql_engine
+
+    shown = location.shown
     try:
-        engine = sa.create_engine(engine_url(url))
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        return [], [LoadProblem(url, f"not a usable SQLAlchemy URL: {exc}")]
-    shown = engine.url.render_as_string(hide_password=True)
+        engine = sql_engine(location, read_only=True)
+    except (LocationError, sa.exc.ArgumentError, ImportError) as exc:
+        return [], [LoadProblem(shown, f"cannot open database: {mask_urls(str(exc))}")]
     runs: list[Run] = []
     problems: list[LoadProblem] = []
     try:
@@ -105,11 +107,11 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
             else:
                 problems.append(LoadProblem(shown, "no metrics table; runs read without metrics"))
             rows = conn.execute(
-                sa.text(
-                    "SELECT id, run_id, status, start_time, stop_time, config, info, result "
-                    "FROM run ORDER BY id"
-                )
-            )
+                sa.select(
+                    t.c.id, t.c.run_id, t.c.status, t.c.start_time, t.c.stop_time,
+                    t.c.config, t.c.info, t.c.result,
+                ).order_by(t.c.id)
+            )  # fmt: skip
             for pk, run_id, status, start, stop, config, info, result in rows:
                 try:
                     info = _json_column(info, "info")
@@ -130,7 +132,7 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
                 except RecordError as exc:
                     problems.append(LoadProblem(f"{shown} run.id={pk}", str(exc)))
     except sa.exc.SQLAlchemyError as exc:
-        return runs, [*problems, LoadProblem(shown, f"cannot read database: {exc}")]
+        return runs, [*problems, LoadProblem(shown, f"cannot read database: {mask_urls(str(exc))}")]
     finally:
         engine.dispose()
     return runs, problems

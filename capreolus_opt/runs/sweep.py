@@ -4,8 +4,10 @@
 gin literals (numbers, ``True``/``False``/``None``, quoted strings, lists/tuples) or gin
 references (``@name``, ``%MACRO``). Several ``--grid`` options form their Cartesian product, in the
 order given. Each point runs ``python -m capreolus_opt.cli train CONFIG --gin_param 'NAME = VALUE'
-... --observer URL ...`` in its own process; up to ``--parallel`` run at once; a failed point is
-reported (exit status and the tail of its output) and does not stop the others.
+...`` in its own process, with the observer URLs in its environment (``CAPREOLUS_OPT_OBSERVERS``,
+a JSON list), never on its command line, where ``ps`` would show any password to every user of
+the machine; up to ``--parallel`` run at once; a failed point is reported (exit status and the
+tail of its output) and does not stop the others.
 
 The sweep's runs are then found in the first observer: those whose UUID a point's ``train``
 printed (``run <uuid> COMPLETED ...``), and those that started after the sweep did with a point's
@@ -18,6 +20,8 @@ import ast
 import dataclasses
 import datetime as dt
 import itertools
+import json
+import os
 import re
 import subprocess
 import sys
@@ -26,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 _NAME = re.compile(r"^[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*$")
 _PAIRS = {"[": "]", "(": ")", "{": "}"}
-# What `capreolus-opt train` prints once the run ends (tracking/cli.py).
+# What `capreolus-opt train` prints once the run ends (commands/train.py).
 _RUN_LINE = re.compile(r"^run ([0-9a-f]{32}) (COMPLETED|FAILED|INTERRUPTED)\b", re.MULTILINE)
 
 
@@ -120,23 +124,38 @@ class PointResult:
 def train_command(
     config: str,
     bindings: Sequence[str],
-    observers: Sequence[str],
     extra: Sequence[str] = (),
     workdir: str = "",
 ) -> list[str]:
     """The argv that trains one point (the current interpreter, so the same environment).
 
-    ``workdir`` is passed as ``--workdir`` when given; points must not share one, since train
-    resumes from a checkpoint it finds there.
+    The observers travel in the environment (:func:`observer_environment`), not on argv.
+    ``workdir`` is passed as ``--workdir`` when given; points must not share one.
     """
     argv = [sys.executable, "-m", "capreolus_opt.cli", "train", config]
     if workdir:
         argv += ["--workdir", workdir]
     for binding in [*extra, *bindings]:
         argv += ["--gin_param", binding]
-    for url in observers:
-        argv += ["--observer", url]
     return argv
+
+
+def observer_environment(observers: Sequence[str]) -> dict[str, str]:
+    """The environment of a point's process: ours plus the observer URLs as a JSON list."""
+    from capreolus_opt.commands.train import OBSERVERS_ENV
+
+    return {**os.environ, OBSERVERS_ENV: json.dumps(list(observers))}
+
+
+def shown_command(argv: Sequence[str], observers: Sequence[str]) -> str:
+    """A point's command line as a shell would take it, the observer URLs masked."""
+    import shlex
+
+    from capreolus_opt.commands.train import OBSERVERS_ENV
+    from capreolus_opt.storage import mask_url
+
+    shown = json.dumps([mask_url(url) for url in observers])
+    return f"{OBSERVERS_ENV}={shlex.quote(shown)} {shlex.join(argv)}"
 
 
 def run_points(
@@ -144,15 +163,22 @@ def run_points(
     points: Sequence[list[str]],
     parallel: int,
     on_done: Callable[[int, PointResult], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> list[PointResult]:
-    """Run every argv (at most ``parallel`` at once); never raises for a failing process."""
+    """Run every argv (at most ``parallel`` at once) in ``env``; never raises for a failing
+    process."""
     if parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {parallel}")
 
     def one(index: int) -> PointResult:
         try:
             proc = subprocess.run(
-                argvs[index], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+                argvs[index],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
             result = PointResult(points[index], proc.returncode, proc.stdout + proc.stderr)
         except OSError as exc:

@@ -1,6 +1,6 @@
 """Sacred glue: experiment factory, observers from URLs, SQL observer with metrics, metrics sink.
 
-Exports are lazy so that importing :mod:`capreolus_opt.tracking.cli` (for ``--help``) stays cheap.
+Exports are lazy so that importing the ``train`` command (for ``--help``) stays cheap.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ _EXPORTS = {
     "observers_from_urls": "capreolus_opt.tracking.urls",
     "check_reachable": "capreolus_opt.tracking.urls",
     "ObserverUnreachableError": "capreolus_opt.tracking.urls",
-    "redact_url": "capreolus_opt.tracking.redact",
-    "find_run": "capreolus_opt.tracking.resume",
+    "mask_url": "capreolus_opt.storage",
 }
 
 __all__ = sorted(_EXPORTS)

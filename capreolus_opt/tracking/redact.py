@@ -1,95 +1,46 @@
-"""Keep passwords from observer URLs out of records, log lines and printed output.
+"""Keep credentials from observer URLs out of records, log lines and printed output.
 
-A URL such as ``postgresql://alice:s3cret@db/runs`` must reach SQLAlchemy intact, but nothing we
-write or print may contain ``s3cret``. :class:`Redactor` remembers every secret it has seen and
-replaces it (and the URL's password field) with ``***`` in any text. It doubles as a
-``logging.Filter`` so that messages from Sacred, SQLAlchemy or pymongo that quote a driver error
-are redacted too, and as Sacred's ``captured_out_filter`` for the captured stdout/stderr.
+A URL such as ``postgresql://alice:s3cret@db/runs`` must reach the driver intact, but nothing we
+write or print may contain ``s3cret``. :data:`REDACTOR` masks the credentials of every URL in a
+text (a URL's password and credential query parameters such as ``?password=``, with the rules of
+:func:`capreolus_opt.storage.mask_url`) and changes nothing outside URLs: a short password must
+not turn ordinary words of captured output into asterisks. It doubles as a ``logging.Filter``,
+so messages from Sacred, SQLAlchemy or pymongo that quote a URL are masked too, and as Sacred's
+``captured_out_filter`` for the captured stdout/stderr.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-MASK = "***"
+from capreolus_opt.storage import mask_url, mask_urls
 
-
-def url_password(url: str) -> str | None:
-    """Return the password of ``url`` (percent-decoded) or ``None`` when it has none."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***`` (``user:***@host``).
-
-    >>> redact_url("postgresql://alice:s3cret@db:5432/runs")
-    'postgresql://alice:***@db:5432/runs'
-    """
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+__all__ = ["REDACTOR", "Redactor", "install_log_redaction", "mask_url", "mask_urls"]
 
 
 class Redactor(logging.Filter):
-    """Replaces registered secrets with ``***`` in text and log records.
-
-    Secrets are registered from URLs (:meth:`add_url`) and kept for the process lifetime: the
-    same observer may be reported about (by Sacred's warnings) long after it was created.
-    Both the raw and the percent-encoded form are masked, since error messages quote either.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add_url(self, url: str) -> None:
-        """Register the password of ``url`` (no-op when it has none)."""
-        try:
-            raw = urlsplit(url).password
-        except ValueError:
-            return
-        if raw:
-            with self._lock:
-                self._secrets.update({raw, unquote(raw)})
+    """Masks URL credentials in text (:meth:`redact`, also ``__call__``) and in log records."""
 
     def redact(self, text: str) -> str:
-        """Return ``text`` with every registered secret replaced by ``***``."""
-        # Longest first so that a secret containing another is masked whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
-        return text
+        """Return ``text`` with the credentials of every URL in it masked."""
+        return mask_urls(text)
 
     __call__ = redact  # usable as Sacred's captured_out_filter
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the formatted message of ``record`` in place; never drops a record."""
-        if self._secrets:
-            message = record.getMessage()
-            redacted = self.redact(message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-            if record.exc_info and record.exc_text is None and record.exc_info[1] is not None:
-                # Pre-format the traceback so the handler prints the redacted copy.
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+        """Mask the formatted message (and traceback) of ``record`` in place; never drops it."""
+        message = record.getMessage()
+        masked = mask_urls(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_text is None and record.exc_info[1] is not None:
+            # Pre-format the traceback so the handler prints the masked copy.
+            record.exc_text = mask_urls(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 
-#: Process-wide redactor: every observer URL parsed by :mod:`urls` registers its password here.
+#: Process-wide redactor, attached to log handlers and used for every message we print.
 REDACTOR = Redactor()
 
 

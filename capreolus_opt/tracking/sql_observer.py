@@ -9,7 +9,8 @@ or CPU name fails the insert). :class:`SqlMetricsObserver` keeps Sacred's schema
 - ``metrics(id, run_id -> run.id, name, step, value, timestamp)``: one row per logged point;
 - ``run_result(run_id -> run.id, result)``: the run's result as JSON text;
 
-and retries the run insert on conflicts, so several processes can share one database.
+(both declared once, in :mod:`capreolus_opt.storage.sql`, which the reader uses too) and retries
+the run insert on conflicts, so several processes can share one database.
 
 Speed: every Sacred event is one commit. With SQLite's default rollback journal each commit
 syncs the disk several times (~4 ms a commit on this machine when the disk is idle, more under
@@ -35,23 +36,8 @@ from sacred.observers import SqlObserver
 from sacred.observers.sql_bases import Base, Experiment, Host, Run
 from sacred.serializer import flatten
 
-metrics_table = sa.Table(
-    "metrics",
-    Base.metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), nullable=False, index=True),
-    sa.Column("name", sa.String(256), nullable=False),
-    sa.Column("step", sa.Integer, nullable=False),
-    sa.Column("value", sa.Float),
-    sa.Column("timestamp", sa.DateTime),
-)
-
-result_table = sa.Table(
-    "run_result",
-    Base.metadata,
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), primary_key=True),
-    sa.Column("result", sa.Text),
-)
+from capreolus_opt.storage import parse_location
+from capreolus_opt.storage.sql import OUR_TABLES, SCHEMA, metrics_table, result_table, sql_engine
 
 # How long a run start waits for other processes sharing the database (lock holders, a race to
 # create the tables, a concurrent run taking the same id) before it gives up.
@@ -139,11 +125,7 @@ class SqlMetricsObserver(SqlObserver):
 
         from sqlalchemy.orm import scoped_session, sessionmaker
 
-        connect_args = {}
-        if url.startswith("sqlite"):
-            # Four runs sharing one SQLite file wait for each other's write locks (default 5 s).
-            connect_args["timeout"] = 60
-        engine = sa.create_engine(url, connect_args=connect_args)
+        engine = sql_engine(parse_location(url))
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_wal)
         # Same state as SqlObserver.__init__ (thread-local session, sacred issue #275).
@@ -173,6 +155,7 @@ class SqlMetricsObserver(SqlObserver):
         # catalog's unique index; on SQLite one waits for the other's lock. The tables exist on
         # a later attempt.
         _retry(lambda: Base.metadata.create_all(self.engine))
+        _retry(lambda: SCHEMA.create_all(self.engine, tables=OUR_TABLES))
         self._tables_ready = True
 
     def _add_event(

@@ -1,30 +1,16 @@
-"""Observer URLs -> Sacred observers, with reachability checks and password redaction.
+"""Observer URLs -> Sacred observers, with reachability checks.
 
-Accepted forms (``--observer URL`` on the command line):
-
-==============================================  ============================================
-``file://DIR`` (``file:///abs/dir``)            Sacred FileStorage folder
-``sqlite:///PATH``                              :class:`SqlMetricsObserver` on a SQLite file
-``postgresql://user[:pw]@host[:port]/db``       :class:`SqlMetricsObserver` (psycopg 3 driver)
-``postgresql+psycopg:///db?host=/run/pg``       idem, explicit driver / Unix socket
-``mongodb://[user:pw@]host[:port]/db``          Sacred MongoObserver (db defaults to ``sacred``)
-==============================================  ============================================
-
-Every password is registered with :data:`~capreolus_opt.tracking.redact.REDACTOR` when the URL
-is parsed, and messages name observers only by their redacted URL.
+The URL forms, their rules and masking live in :mod:`capreolus_opt.storage` (one parser for
+writers, readers, ``--resume`` and ``sweep``); this module only builds the observer for each
+parsed location. Messages name observers by their masked URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit
 
-from capreolus_opt.tracking.redact import REDACTOR, redact_url
-
-SCHEMES = ("file", "sqlite", "postgresql", "mongodb")
-
-# A Mongo observer that cannot reach its server should say so in seconds, not pymongo's 30 s.
-MONGO_TIMEOUT_MS = 5000
+from capreolus_opt.storage import MONGO_TIMEOUT_MS, Location, LocationError, parse_location
+from capreolus_opt.storage.locations import SQLITE_BUSY_TIMEOUT_S
 
 
 class ObserverUnreachableError(RuntimeError):
@@ -32,38 +18,37 @@ class ObserverUnreachableError(RuntimeError):
 
 
 def observer_from_url(url: str):
-    """Return a Sacred observer for ``url`` (see the module docstring for the forms).
+    """Return a Sacred observer for ``url`` (forms: :mod:`capreolus_opt.storage`).
 
     Raises:
-        ValueError: the URL has no supported scheme, or lacks a path/database.
+        LocationError (a ValueError): the URL is malformed or of an unsupported kind.
     """
-    REDACTOR.add_url(url)
-    shown = redact_url(url)
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    base_scheme = scheme.split("+", 1)[0]
-    if base_scheme == "file":
-        return _file_observer(url, shown)
-    if base_scheme in ("sqlite", "postgresql", "postgres"):
-        return _sql_observer(url, scheme, shown)
-    if base_scheme in ("mongodb", "mongodb+srv") or scheme == "mongodb+srv":
-        return _mongo_observer(url, shown)
-    raise ValueError(
-        f"Unsupported observer URL {shown!r}: expected one of "
-        "file://DIR, sqlite:///PATH, postgresql://user@host/db, mongodb://host:port/db."
-    )
+    location = parse_location(url)
+    if location.kind == "file":
+        return _file_observer(location)
+    if location.kind == "sql":
+        from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
+
+        observer = SqlMetricsObserver(location.target)
+        observer.display_url = location.shown  # as the user wrote it, credentials masked
+        return observer
+    return _mongo_observer(location)
 
 
 def observers_from_urls(urls: Sequence[str]) -> list:
     """Parse every URL (all are validated before any observer is returned)."""
-    return [observer_from_url(url) for url in urls]
+    locations = [parse_location(url) for url in urls]
+    return [observer_from_url(location.url) for location in locations]
 
 
 def check_reachable(observers: Sequence) -> None:
     """Contact every observer once (create folder, connect, ping) before the run starts.
 
     Raises:
-        ObserverUnreachableError: naming the observer (password masked) and the cause.
+        ObserverUnreachableError: naming the observer (credentials masked) and the cause.
     """
+    from capreolus_opt.storage import mask_urls
+
     for observer in observers:
         probe = getattr(observer, "check_reachable", None)
         if probe is None:
@@ -71,7 +56,7 @@ def check_reachable(observers: Sequence) -> None:
         try:
             probe()
         except Exception as exc:  # any driver error means "cannot record this run"
-            cause = REDACTOR.redact(f"{type(exc).__name__}: {exc}")
+            cause = mask_urls(f"{type(exc).__name__}: {exc}")
             raise ObserverUnreachableError(
                 f"Observer {observer!r} is not reachable, so the run was not started: {cause}"
             ) from None
@@ -85,37 +70,28 @@ def close_observers(observers: Sequence) -> None:
             close()
 
 
-def _file_observer(url: str, shown: str):
+def _file_observer(location: Location):
     from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
 
-    parts = urlsplit(url)
-    # file://runs is a relative folder (netloc "runs"); file:///abs/runs an absolute one.
-    path = unquote(parts.netloc + parts.path)
-    if not path:
-        raise ValueError(f"Observer URL {shown!r} names no folder: expected file://DIR.")
-    return OwnIdFileStorageObserver(path)
+    return OwnIdFileStorageObserver(location.target)
 
 
-def _sql_observer(url: str, scheme: str, shown: str):
-    from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
-
-    if scheme in ("postgresql", "postgres"):
-        # SQLAlchemy's default PostgreSQL driver is psycopg2; we ship psycopg 3.
-        url = "postgresql+psycopg" + url[len(scheme) :]
-    rest = url.split("://", 1)[1]
-    if scheme.startswith("sqlite") and rest.strip("/") == "":
-        raise ValueError(f"Observer URL {shown!r} names no database file: sqlite:///PATH.")
-    if not scheme.startswith("sqlite") and not urlsplit(url).path.strip("/"):
-        raise ValueError(f"Observer URL {shown!r} names no database: expected .../DBNAME.")
-    return SqlMetricsObserver(url)
-
-
-def _mongo_observer(url: str, shown: str):
+def _mongo_observer(location: Location):
     from capreolus_opt.tracking.observers import OwnIdMongoObserver
 
-    db_name = urlsplit(url).path.strip("/") or "sacred"
     observer = OwnIdMongoObserver(
-        url=url, db_name=db_name, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS
+        url=location.url, db_name=location.database, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS
     )
-    observer.display_url = shown
+    observer.display_url = location.shown
     return observer
+
+
+__all__ = [
+    "LocationError",
+    "ObserverUnreachableError",
+    "SQLITE_BUSY_TIMEOUT_S",
+    "check_reachable",
+    "close_observers",
+    "observer_from_url",
+    "observers_from_urls",
+]

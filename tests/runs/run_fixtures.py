@@ -1,9 +1,10 @@
 """Fixtures: real Sacred runs written in the run-record contract's shape (docs/ARCHITECTURE.md).
 
-Until the tracking layer's observers exist these fixtures attach Sacred's own observers:
-``FileStorageObserver``, ``SqlObserver`` (plus a ``metrics`` table in the contract's schema, which
-Sacred's SqlObserver lacks) and ``MongoObserver`` over a ``mongomock`` client. Metric values are
-a closed-form function of the run's inputs, so tests can compute expected values with NumPy.
+The fixtures write through the observers that ``capreolus-opt train`` uses: Sacred's
+``FileStorageObserver``, our :class:`~capreolus_opt.tracking.sql_observer.SqlMetricsObserver` (the
+real SQL schema, metrics and results included) and ``MongoObserver`` over a ``mongomock`` client
+(no MongoDB server can be installed here). Metric values are a closed-form function of the run's
+inputs, so tests can compute expected values with NumPy.
 """
 
 from __future__ import annotations
@@ -16,68 +17,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from sacred import Experiment
-from sacred.observers import FileStorageObserver, MongoObserver, SqlObserver
+from sacred.observers import FileStorageObserver, MongoObserver
+
+from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
 
 GROUPS = ("encoder", "head")
 
 
 def run_cli(argv: list[str]) -> int:
     """Parse ``argv`` with the runs sub-commands only and run the handler (in-process)."""
-    from capreolus_opt.runs import cli as runs_cli
+    from capreolus_opt.commands import runs as runs_cli
 
     parser = argparse.ArgumentParser(prog="capreolus-opt")
     runs_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
-
-
-def metrics_table(engine: sa.Engine) -> sa.Table:
-    """Create (if absent) the contract's ``metrics`` table beside Sacred's ``run`` table."""
-    meta = sa.MetaData()
-    sa.Table("run", meta, sa.Column("id", sa.Integer, primary_key=True))
-    table = sa.Table(
-        "metrics",
-        meta,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), index=True),
-        sa.Column("name", sa.String(256)),
-        sa.Column("step", sa.Integer),
-        sa.Column("value", sa.Float),
-        sa.Column("timestamp", sa.DateTime),
-    )
-    table.create(engine, checkfirst=True)
-    return table
-
-
-class MetricsSqlObserver(SqlObserver):
-    """Sacred's SqlObserver plus the contract's metrics table (SqlObserver drops metrics).
-
-    The ``run.result`` column is a Float, so the dict result is not stored there; readers fall back
-    to the final ``eval/`` series.
-    """
-
-    def started_event(self, *args: Any, **kwargs: Any) -> Any:
-        out = super().started_event(*args, **kwargs)
-        self._table = metrics_table(self.engine)
-        return out
-
-    def log_metrics(self, metrics_by_name: dict, info: dict) -> None:
-        rows = [
-            {"run_id": self.run.id, "name": name, "step": s, "value": v, "timestamp": t}
-            for name, m in metrics_by_name.items()
-            for s, v, t in zip(m["steps"], m["values"], m["timestamps"], strict=True)
-        ]
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(self._table.insert(), rows)
-
-    def heartbeat_event(self, info: dict, captured_out: str, beat_time: Any, result: Any) -> None:
-        super().heartbeat_event(info, captured_out, beat_time, None)
-
-    def completed_event(self, stop_time: Any, result: Any) -> None:
-        super().completed_event(stop_time, None)
 
 
 @dataclasses.dataclass
@@ -183,7 +138,7 @@ def observers(tmp_path: Any, mongo_client: Any) -> dict[str, Any]:
         "sqlite": sqlite_url,
         "mongo": "mongodb://localhost:27017/sacred",
         "make_file": lambda: FileStorageObserver(str(folder)),
-        "make_sql": lambda: MetricsSqlObserver(sqlite_url),
+        "make_sql": lambda: SqlMetricsObserver(sqlite_url),
         "make_mongo": lambda: mongo_observer(mongo_client),
         "mongo_factory": lambda url: mongo_client,
     }

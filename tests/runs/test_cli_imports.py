@@ -11,7 +11,7 @@ HEAVY = ("tensorflow", "pandas", "matplotlib", "sqlalchemy", "pymongo", "keras",
 def test_registering_runs_commands_imports_nothing_heavy():
     code = (
         "import argparse, sys\n"
-        "from capreolus_opt.runs import cli\n"
+        "from capreolus_opt.commands import runs as cli\n"
         "parser = argparse.ArgumentParser()\n"
         "cli.register(parser.add_subparsers())\n"
         "import capreolus_opt.runs\n"

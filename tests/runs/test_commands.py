@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from run_fixtures import Spec, lr_specs, record_run, run_cli
 
-from capreolus_opt.runs import cli as runs_cli
+from capreolus_opt.commands import runs as runs_cli
 from capreolus_opt.runs import load_runs
 from capreolus_opt.runs.plot import plot_runs
 

@@ -110,8 +110,10 @@ def test_failed_run_is_read_with_its_status(observers):
 def test_empty_and_missing_sources(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    runs = load_runs(str(empty), f"sqlite:///{tmp_path / 'new.db'}")
-    assert len(runs) == 0 and runs.problems == []
+    assert len(load_runs(str(empty))) == 0 and load_runs(str(empty)).problems == []
+    runs = load_runs(f"sqlite:///{tmp_path / 'new.db'}")  # reading never creates a database
+    assert len(runs) == 0 and "no SQLite database at" in runs.problems[0].reason
+    assert not (tmp_path / "new.db").exists()
     runs = load_runs(str(tmp_path / "nope"))
     assert len(runs) == 0
     assert "not a directory" in runs.problems[0].reason

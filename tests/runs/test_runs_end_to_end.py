@@ -124,7 +124,7 @@ def test_real_train_into_mongomock_and_file_is_one_run(tmp_path, monkeypatch, ca
     """``train`` in-process with pymongo patched to mongomock (no MongoDB server is available)."""
     mongomock = pytest.importorskip("mongomock")
     gridfs_support = pytest.importorskip("mongomock.gridfs")
-    from capreolus_opt.runs import cli as runs_cli
+    from capreolus_opt.commands import runs as runs_cli
 
     gridfs_support.enable_gridfs_integration()
     monkeypatch.chdir(REPO)  # smoke.gin includes quickstart.gin relative to the repo root

@@ -56,10 +56,10 @@ def test_dry_run_prints_one_train_command_per_point(capsys, monkeypatch):
     assert len(lines) == 2
     for line, lr in zip(lines, ["1e-3", "3e-4"], strict=True):
         assert shlex.split(line) == [
+            'CAPREOLUS_OPT_OBSERVERS=["sqlite:///s.db"]',  # observers travel in the environment
             sys.executable, "-m", "capreolus_opt.cli", "train", "gin_configs/smoke.gin",
             "--gin_param", "train.steps = 2",
             "--gin_param", f"AdamMultilr.learning_rate = {lr}",
-            "--observer", "sqlite:///s.db",
         ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fake_backend
 
 from capreolus_opt.cli import build_parser
-from capreolus_opt.tracking import cli
+from capreolus_opt.commands import train as cli
 
 if __name__ == "__main__":
     args = build_parser().parse_args(["train", *sys.argv[1:]])

@@ -160,7 +160,7 @@ def test_resume_errors_are_input_errors(in_tmp, capsys):
     assert train([]) == 2
     assert train(["missing.gin"]) == 2
     err = capsys.readouterr().err
-    assert "no run with this run_uuid" in err and "'not-a-run'" in err
+    assert "no run with run_uuid" in err and "'not-a-run'" in err
     assert "missing.gin" in err
     assert not (in_tmp / "fs").exists() or not file_runs(in_tmp / "fs")
 
@@ -179,8 +179,8 @@ def test_observer_failing_mid_run_does_not_stop_training(in_tmp, monkeypatch, ca
     monkeypatch.setattr(
         urls,
         "_file_observer",
-        lambda url, shown: (
-            _FailsAfterStart(url[len("file://") :]) if "broken" in url else real(url, shown)
+        lambda location: (
+            _FailsAfterStart(location.target) if "broken" in location.url else real(location)
         ),
     )
     gin = write_gin(in_tmp / "a.gin", steps=4)

@@ -14,7 +14,7 @@ from pathlib import Path
 import fake_backend
 import pytest
 
-from capreolus_opt.tracking import cli
+from capreolus_opt.commands import train as cli
 
 POSTGRES_URL = os.environ.get("CAPREOLUS_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(

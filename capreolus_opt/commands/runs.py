@@ -15,11 +15,27 @@ Nothing heavy (pandas, matplotlib, SQLAlchemy, TensorFlow) is imported until a h
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
 # url -> MongoClient used for mongodb:// sources; None = pymongo. Tests set a mongomock client.
 MONGO_CLIENT_FACTORY: Any = None
+
+
+def _write(text: str) -> None:
+    """Print a table or diff with terminal control characters escaped: a record may hold
+    ``ESC ] 0 ; ...`` sequences (an OSC title change, a cleared screen) that must not act on the
+    reader's terminal. Newlines and tabs are kept."""
+    sys.stdout.write(escape_controls(text))
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every C0/C1 control character but newline and tab written as an escape
+    (ESC becomes the four characters backslash, x, 1, b)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def _load(sources: list[str]) -> Any:
@@ -64,7 +80,7 @@ def compare_handler(args: argparse.Namespace) -> int:
         runs = _load(args.sources)
         if not runs:
             return _empty_status(runs)
-        sys.stdout.write(_table_for(runs, args))
+        _write(_table_for(runs, args))
     except ValueError as exc:
         return _fail(str(exc))
     return 0
@@ -80,7 +96,7 @@ def diff_handler(args: argparse.Namespace) -> int:
             return _empty_status(runs) or 2
         a, b = diff.find_run(runs, args.run_a), diff.find_run(runs, args.run_b)
         metrics, _ = compare.select_metrics([a, b], args.metric)
-        sys.stdout.write(diff.render_diff(a, b, metrics))
+        _write(diff.render_diff(a, b, metrics))
     except ValueError as exc:
         return _fail(str(exc))
     return 0
@@ -88,8 +104,15 @@ def diff_handler(args: argparse.Namespace) -> int:
 
 def plot_handler(args: argparse.Namespace) -> int:
     """Save the metric curves of the selected runs to ``args.output``."""
+    import os
+
     from capreolus_opt.runs import compare, plot
 
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        return _fail(f"-o {args.output!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        return _fail(f"-o {args.output!r}: folder {folder!r} is not writable")
     try:
         runs = _load(args.sources)
         if not runs:
@@ -100,6 +123,8 @@ def plot_handler(args: argparse.Namespace) -> int:
         plot.plot_runs(selected, args.metric, args.output)
     except ValueError as exc:
         return _fail(str(exc), 1)
+    except OSError as exc:
+        return _fail(f"-o {args.output!r} could not be written: {exc.strerror or exc}", 1)
     print(f"wrote {args.output} ({len(selected)} runs)")
     return 0
 
@@ -108,14 +133,15 @@ def sweep_handler(args: argparse.Namespace) -> int:
     """Train every grid point in its own process, then print the sweep's comparison table."""
     import os
 
+    from capreolus_opt.commands.train import observer_urls
     from capreolus_opt.runs import sweep
-    from capreolus_opt.runs.load import source_kind
+    from capreolus_opt.storage import parse_location
 
-    observers = args.observer or ["file://runs"]
     try:
+        observers = observer_urls(args.observer)
         points = sweep.grid_points(args.grid)
         for url in observers:
-            source_kind(url)  # every point would fail on it: refuse before starting any
+            parse_location(url)  # train's own rules: refuse before starting any point
     except ValueError as exc:
         return _fail(str(exc))
     if args.parallel < 1:
@@ -124,15 +150,13 @@ def sweep_handler(args: argparse.Namespace) -> int:
         return _fail(f"gin file {args.config!r} does not exist")
     argvs = [
         sweep.train_command(
-            args.config, point, observers, args.gin_param,
+            args.config, point, args.gin_param,
             workdir=sweep.point_workdir(args.workdir_root) if args.workdir_root else "",
         )
         for point in points
     ]  # fmt: skip
     if args.dry_run:
-        import shlex
-
-        print("\n".join(shlex.join(argv) for argv in argvs))
+        print("\n".join(sweep.shown_command(argv, observers) for argv in argvs))
         return 0
 
     def report(index: int, result: Any) -> None:
@@ -144,7 +168,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
             print("    " + tail.replace("\n", "\n    "), file=sys.stderr, flush=True)
 
     started = sweep.utcnow()
-    results = sweep.run_points(argvs, points, args.parallel, on_done=report)
+    env = sweep.observer_environment(observers)
+    results = sweep.run_points(argvs, points, args.parallel, on_done=report, env=env)
     failed = sum(r.returncode != 0 for r in results)
     print(f"{len(points) - failed} of {len(points)} points succeeded")
     uuids = [r.run_uuid for r in results if r.run_uuid]
@@ -154,7 +179,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
 
         args.where, args.status = [], []
         try:
-            sys.stdout.write(_table_for(RunList(runs), args))
+            _write(_table_for(RunList(runs), args))
         except ValueError as exc:  # e.g. an unknown --sort column: the runs are recorded anyway
             _fail(str(exc))
     return 1 if failed else 0

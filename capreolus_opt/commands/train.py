@@ -3,7 +3,11 @@
     capreolus-opt train CONFIG.gin [CONFIG.gin ...] [--gin_param BINDING ...] [--workdir DIR]
                         [--observer URL ...] [--resume RUN] [--seed N]
 
-Without ``--observer`` the run is recorded in a FileStorage folder at ``./runs``. Exit codes:
+Without ``--observer`` the run is recorded where the environment variable
+``CAPREOLUS_OPT_OBSERVERS`` says (a JSON list of URLs: how ``sweep`` hands URLs with passwords to
+its points, since a command line is visible to every user in ``ps``), else in a FileStorage
+folder at ``./runs``. Gin files are recorded as absolute paths, so ``--resume`` works from any
+directory. Exit codes:
 0 COMPLETED, 1 FAILED, 2 bad input or an unreachable observer (nothing recorded), 130
 INTERRUPTED (SIGINT/SIGTERM; checkpoint written, metrics flushed). Importing this module does
 not import TensorFlow (``capreolus-opt --help`` stays fast).
@@ -12,6 +16,8 @@ not import TensorFlow (``capreolus-opt --help`` stays fast).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import traceback
@@ -19,6 +25,8 @@ import uuid
 from typing import Any
 
 DEFAULT_OBSERVER = "file://runs"
+#: Observer URLs as a JSON list, read when no ``--observer`` is given (keeps passwords off argv).
+OBSERVERS_ENV = "CAPREOLUS_OPT_OBSERVERS"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -38,7 +46,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--observer", action="append", default=None, metavar="URL",
         help="file://DIR, sqlite:///PATH, postgresql://user@host/db, mongodb://host:port/db "
-        f"(repeatable; default {DEFAULT_OBSERVER})",
+        f"(repeatable; default ${OBSERVERS_ENV} as a JSON list, else {DEFAULT_OBSERVER})",
     )  # fmt: skip
     parser.add_argument("--resume", metavar="RUN", help="run UUID or run folder to continue")
     parser.add_argument("--seed", type=int, help="binds train.seed")
@@ -50,10 +58,33 @@ def register(subparsers: Any) -> None:
 
 
 def _error(message: str) -> int:
-    from capreolus_opt.tracking.redact import REDACTOR
+    from capreolus_opt.storage import mask_urls
 
-    print(f"capreolus-opt train: error: {REDACTOR.redact(message)}", file=sys.stderr)
+    print(f"capreolus-opt train: error: {mask_urls(message)}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def observer_urls(given: list[str] | None) -> list[str]:
+    """``--observer`` values, else the JSON list in ``$CAPREOLUS_OPT_OBSERVERS``, else the default.
+
+    Raises:
+        ValueError: the environment variable is not a JSON list of strings.
+    """
+    if given:
+        return list(given)
+    text = os.environ.get(OBSERVERS_ENV, "").strip()
+    if not text:
+        return [DEFAULT_OBSERVER]
+    try:
+        urls = json.loads(text)
+    except ValueError:
+        urls = None
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise ValueError(
+            f"${OBSERVERS_ENV} must be a non-empty JSON list of observer URLs, "
+            'e.g. ["file://runs", "sqlite:///runs.db"].'
+        )
+    return urls
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -70,19 +101,19 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
 
     install_log_redaction()
     try:
-        observers = observers_from_urls(args.observer or [DEFAULT_OBSERVER])
+        urls = observer_urls(args.observer)
+        observers = observers_from_urls(urls)
     except ValueError as exc:
         return _error(str(exc))
     try:
-        return _train(args, observers, backend or _gin_bindings())
+        return _train(args, urls, observers, backend or _gin_bindings())
     finally:
         close_observers(observers)
 
 
-def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
+def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: Any) -> int:
+    from capreolus_opt.storage import mask_urls
     from capreolus_opt.tracking.experiment import make_experiment
-    from capreolus_opt.tracking.redact import REDACTOR
-    from capreolus_opt.tracking.resume import find_run
     from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
 
     gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
@@ -91,14 +122,16 @@ def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
         if gin_files:
             return _error("--resume takes the gin files of the run it continues; give no CONFIG.")
         try:
-            prior = find_run(args.resume, observers)
+            prior = _find_prior(args.resume, urls)
         except ValueError as exc:
-            return _error(str(exc))
+            return _error(f"--resume {args.resume!r}: {exc}")
         gin_files, gin_bindings = prior.gin_files, prior.gin_bindings + gin_bindings
         workdir = workdir or prior.workdir
         info["resumed_from"] = prior.run_uuid
     elif not gin_files:
         return _error("no CONFIG.gin given (expected at least one gin file, or --resume RUN).")
+    # Absolute paths, so that the record can be rerun (and resumed) from any directory.
+    gin_files = [os.path.abspath(path) for path in gin_files]
     if args.seed is not None:
         gin_bindings.append(f"train.seed = {args.seed}")
     try:
@@ -125,13 +158,26 @@ def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
         print(f"run {info['run_uuid']} INTERRUPTED; resume with --resume {info['run_uuid']}")
         return EXIT_INTERRUPTED
     except Exception:
-        text = REDACTOR.redact(traceback.format_exc())
+        text = mask_urls(traceback.format_exc())
         print(f"run {info['run_uuid']} FAILED:\n{text}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"run {info['run_uuid']} COMPLETED (id {run._id}); result: {run.result}")
     return 0
+
+
+def _find_prior(ref: str, urls: list[str]) -> Any:
+    """The recorded run ``ref`` names (run folder or UUID in ``urls``), checked resumable."""
+    from capreolus_opt.runs.load import find_recorded_run
+
+    prior = find_recorded_run(ref, urls)
+    if not prior.workdir:
+        raise ValueError(
+            f"run {prior.run_uuid} has no recorded workdir (it stopped before training started), "
+            "so it cannot be resumed."
+        )
+    return prior
 
 
 def _gin_bindings() -> Any:
