@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from capreolus_opt.optimizer import fused
+from capreolus_opt.optimizer import arguments, fused
 from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
 from capreolus_opt.optimizer.groups import (
     LearningRateSchedule,
@@ -29,6 +29,12 @@ class _EagerSteps:
 
     def __init__(self) -> None:
         self.functions: dict[tuple, Any] = {}
+
+
+class _ClipDeferred:
+    """Whether `apply` is running (then `_clip_gradients` defers); untracked, like `_EagerSteps`."""
+
+    active = False
 
 
 @keras.saving.register_keras_serializable(package="capreolus_opt")
@@ -125,11 +131,20 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
                     f"learning_rate={learning_rate!r}, lr={legacy!r}"
                 )
             learning_rate = legacy
-        if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
+        if isinstance(learning_rate, numbers.Real | LearningRateSchedule) and not isinstance(
+            learning_rate, bool
+        ):
             # The groups' own check (Keras accepts a negative or NaN lr, and rejects ints, which
-            # the seed accepted).
+            # the seed accepted); a schedule is checked at step 0.
             learning_rate = check_lr(learning_rate, "learning_rate")
-        specs = parse_pattern_lrs(pattern_lrs)  # validate before creating any variable
+        # Validate everything before creating any variable.
+        kwargs["weight_decay"] = arguments.check_weight_decay(kwargs.get("weight_decay"))
+        beta_1 = arguments.check_beta(beta_1, "beta_1")
+        beta_2 = arguments.check_beta(beta_2, "beta_2")
+        epsilon = arguments.check_epsilon(epsilon)
+        strict = arguments.check_bool(strict, "strict")
+        fused = arguments.check_bool(fused, "fused")
+        specs = parse_pattern_lrs(pattern_lrs)
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -144,6 +159,7 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
         self.fused = bool(fused)
         self._resolution: Resolution | None = None
         self._eager_steps = _EagerSteps()
+        self._clip_deferred = _ClipDeferred()
         # Float, non-frozen group lrs: variables created now (before build) so a checkpoint can
         # restore them at any time; "only_first_replica" like Keras' own learning_rate variable.
         self._group_lr_variables = [
@@ -256,9 +272,19 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
 
         tf.distribute.get_replica_context().merge_call(build, args=(variables,))
 
+    def _backend_apply_gradients(self, grads: list[Any], trainable_variables: list[Any]) -> None:
+        # Inside `apply`, clipping waits for the cross-replica sum (`_backend_update_step`).
+        self._clip_deferred.active = True
+        try:
+            super()._backend_apply_gradients(grads, trainable_variables)
+        finally:
+            self._clip_deferred.active = False
+
     def _clip_gradients(self, grads: list[Any]) -> list[Any]:
-        # Clipping is applied in `_backend_update_step`, after the cross-replica sum.
-        return grads
+        """Keras' clipping when called directly; a no-op inside `apply` (clipped after the sum)."""
+        if self._clip_deferred.active:
+            return grads
+        return super()._clip_gradients(grads)
 
     def _apply_weight_decay(self, variables: list[Any]) -> None:
         # Weight decay is applied per variable in `_update_variable`, with its group's lr.

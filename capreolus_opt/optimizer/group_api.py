@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from capreolus_opt.optimizer.groups import DEFAULT_GROUP, check_lr
+from capreolus_opt.optimizer.groups import DEFAULT_GROUP, LearningRateSchedule, check_lr
 from capreolus_opt.optimizer.table import GroupRow, GroupTable
 
 
@@ -64,7 +64,14 @@ class GroupApiMixin:
     def set_group_learning_rate(self, name: str, value: float) -> None:
         """Assign a new lr to a float group (or ``"default"``) without retracing any step."""
         if name == DEFAULT_GROUP:
-            self.learning_rate = value
+            if isinstance(self._learning_rate, LearningRateSchedule):
+                raise ValueError(
+                    f"Group {name!r} is driven by a schedule; its learning rate cannot be set."
+                )
+            checked = check_lr(value, f"set_group_learning_rate({name!r}, value)")
+            if not isinstance(checked, float):
+                raise TypeError(f"A group lr can only be set to a float. Received: {value!r}")
+            self.learning_rate = checked
             return
         names = self.group_names[:-1]
         if name not in names:

@@ -16,9 +16,13 @@ from typing import Any
 
 import keras
 
+from capreolus_opt.optimizer.arguments import check_schedule_at_step_0, check_weight_decay
+
 DEFAULT_GROUP = "default"
 _GROUP_KEYS = ("patterns", "lr", "name", "weight_decay")
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
+# Group names end up in metric names (`group/<name>/lr`) and in gin scopes: no "/", no spaces.
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_.-]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,26 +55,16 @@ class GroupSpec:
 
 def check_lr(value: Any, where: str) -> float | LearningRateSchedule:
     """A validated group lr: a float >= 0 (ints accepted), a schedule, or a serialised schedule."""
-    if isinstance(value, LearningRateSchedule):
-        return value
     if isinstance(value, Mapping) and "class_name" in value:  # a serialised schedule (from_config)
-        return keras.optimizers.schedules.deserialize(dict(value))
+        value = keras.optimizers.schedules.deserialize(dict(value))
+    if isinstance(value, LearningRateSchedule):
+        check_schedule_at_step_0(value, where)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{where} must be a float >= 0 or a keras.optimizers.schedules.LearningRateSchedule. "
             f"Received: {value!r} of type {type(value).__name__}"
         )
-    value = float(value)
-    if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"{where} must be a finite float >= 0. Received: {value!r}")
-    return value
-
-
-def _check_weight_decay(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where} must be a float >= 0 or None. Received: {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0.0:
         raise ValueError(f"{where} must be a finite float >= 0. Received: {value!r}")
@@ -105,7 +99,6 @@ def _compile_patterns(patterns: Any, where: str) -> tuple[tuple[str, ...], tuple
 
 
 def _derived_name(patterns: tuple[str, ...], index: int) -> str:
-    # Group names end up in metric names (`group/<name>/lr`), so keep them free of "/" and spaces.
     name = re.sub(r"[^0-9A-Za-z_.-]+", "_", "|".join(patterns)).strip("_.")
     return name or f"group_{index}"
 
@@ -166,13 +159,18 @@ def parse_pattern_lrs(pattern_lrs: Any) -> list[GroupSpec]:
     for i, (where, where_patterns, where_lr, entry) in enumerate(_entries(pattern_lrs)):
         patterns, regexes = _compile_patterns(entry["patterns"], where_patterns)
         lr = check_lr(entry["lr"], where_lr)
-        weight_decay = _check_weight_decay(entry.get("weight_decay"), f"{where}['weight_decay']")
+        weight_decay = check_weight_decay(entry.get("weight_decay"), f"{where}['weight_decay']")
         name = entry.get("name")
         if name is None:
             name = _derived_name(patterns, i)
         else:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"{where}['name'] must be a non-empty string. Received: {name!r}")
+            if not _SAFE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{where}['name'] must use only letters, digits, '_', '.' and '-' (it becomes "
+                    f"part of metric names such as group/<name>/lr). Received: {name!r}"
+                )
             if name == DEFAULT_GROUP:
                 raise ValueError(
                     f"{where}['name'] may not be {DEFAULT_GROUP!r}: that name is reserved for "
