@@ -12,14 +12,8 @@ import tensorflow as tf
 
 from capreolus_opt.optimizer import arguments, fused
 from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
-from capreolus_opt.optimizer.groups import (
-    LearningRateSchedule,
-    check_lr,
-    parse_pattern_lrs,
-    resolve_groups,
-    unmatched_messages,
-    variable_path,
-)
+from capreolus_opt.optimizer.groups import LearningRateSchedule, check_lr, parse_pattern_lrs
+from capreolus_opt.optimizer.resolve import resolve_groups, unmatched_messages, variable_path
 
 
 class _EagerSteps:
@@ -145,6 +139,13 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
         strict = arguments.check_bool(strict, "strict")
         fused = arguments.check_bool(fused, "fused")
         specs = parse_pattern_lrs(pattern_lrs)
+        for i, spec in enumerate(specs):
+            if spec.wd_mult is not None and not kwargs["weight_decay"]:
+                raise ValueError(
+                    f"pattern_lrs[{i}]['wd_mult'] (group {spec.name!r}) multiplies the base "
+                    f"weight_decay, which is {kwargs['weight_decay']!r}: set weight_decay, or give "
+                    "the group an absolute 'weight_decay'."
+                )
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -174,6 +175,26 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             else None
             for i, spec in enumerate(specs)
         ]
+        # Multipliers, likewise variables: changed without a retrace, saved in checkpoints.
+        self._group_lr_mult_variables = [
+            self._multiplier_variable(spec.lr_mult, f"group_lr_mult_{i}")
+            for i, spec in enumerate(specs)
+        ]
+        self._group_wd_mult_variables = [
+            self._multiplier_variable(spec.wd_mult, f"group_wd_mult_{i}")
+            for i, spec in enumerate(specs)
+        ]
+
+    def _multiplier_variable(self, value: float | None, name: str) -> Any:
+        if value is None:
+            return None
+        return self.add_variable(
+            shape=(),
+            initializer=keras.initializers.Constant(value),
+            dtype="float32",
+            aggregation="only_first_replica",
+            name=name,
+        )
 
     # ----------------------------------------------------------------- build
     def build(self, var_list: Sequence[Any]) -> None:
@@ -292,15 +313,20 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
 
     def _step_learning_rates(self, base_lr: Any = None) -> list[Any]:
         """This step's lr per group (default last); schedules evaluated once, at `iterations`."""
+        base = self.learning_rate if base_lr is None else base_lr
         lrs = []
-        for spec, variable in zip(self._group_specs, self._group_lr_variables, strict=True):
+        for spec, variable, mult in zip(
+            self._group_specs, self._group_lr_variables, self._group_lr_mult_variables, strict=True
+        ):
             if variable is not None:
                 lrs.append(variable)
+            elif mult is not None:
+                lrs.append(tf.cast(base, tf.float32) * mult)
             elif spec.frozen:
                 lrs.append(tf.constant(0.0, tf.float32))
             else:
                 lrs.append(spec.lr(self._iterations))
-        lrs.append(self.learning_rate if base_lr is None else base_lr)
+        lrs.append(base)
         return lrs
 
     def _clip(self, grads: list[Any]) -> list[Any]:
@@ -382,6 +408,8 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             # Same expression as Keras' TF backend, so no-group runs stay bit-exact.
             lr_d = tf.cast(lr, variable.dtype)
             wd = tf.cast(decay, variable.dtype)
+            if spec is not None and spec.wd_mult is not None:
+                wd = wd * tf.cast(self._group_wd_mult_variables[group], variable.dtype)
             variable.assign_sub(variable * wd * lr_d)
         if scalars is not None:
             index = self._get_variable_index(variable)
@@ -397,9 +425,17 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
         config["pattern_lrs"] = [spec.to_config() for spec in self._group_specs]
         config["strict"] = self.strict
         config["fused"] = self.fused
-        for entry, variable in zip(config["pattern_lrs"], self._group_lr_variables, strict=True):
-            if variable is not None:  # the current value, like Keras does for learning_rate
-                entry["lr"] = float(keras.ops.convert_to_numpy(variable))
+        current = zip(
+            config["pattern_lrs"],
+            self._group_lr_variables,
+            self._group_lr_mult_variables,
+            self._group_wd_mult_variables,
+            strict=True,
+        )
+        for entry, lr, lr_mult, wd_mult in current:  # current values, as Keras does for its lr
+            for key, variable in (("lr", lr), ("lr_mult", lr_mult), ("wd_mult", wd_mult)):
+                if variable is not None:
+                    entry[key] = float(keras.ops.convert_to_numpy(variable))
         return config
 
     @classmethod
