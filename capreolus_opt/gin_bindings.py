@@ -11,6 +11,9 @@ Names in gin files:
 
 - ``AdamMultilr``: the optimizer (``train.optimizer = @AdamMultilr``: an uncalled reference, so the
   training loop constructs it inside ``strategy.scope()``).
+- ``lr_group``: one group of ``pattern_lrs`` named by its scope
+  (``AdamMultilr.pattern_lrs = [@encoder/lr_group()]``, ``encoder/lr_group.lr = 1e-4``), so that
+  each group's rate is a binding of its own, bindable and sweepable by name.
 - ``schedules.ExponentialDecay | PolynomialDecay | CosineDecay | PiecewiseConstantDecay``: Keras
   learning-rate schedules, usable as a group lr inside ``pattern_lrs``.
 - ``make_strategy``, ``train``: the training layer.
@@ -59,6 +62,7 @@ def adam_multilr(
     epsilon: float = 1e-7,
     amsgrad: bool = False,
     strict: bool = False,
+    fused: bool = True,
     weight_decay: float | None = None,
     clipnorm: float | None = None,
     clipvalue: float | None = None,
@@ -70,7 +74,11 @@ def adam_multilr(
     gradient_accumulation_steps: int | None = None,
     name: str = "AdamMultilr",
 ) -> AdamMultilr:
-    """Builds :class:`capreolus_opt.AdamMultilr`; every argument is passed through unchanged."""
+    """Builds :class:`capreolus_opt.AdamMultilr`; every argument is passed through unchanged.
+
+    The signature repeats the constructor's (explicit, so gin rejects a typo at parse time);
+    ``tests/test_gin_bindings.py`` fails when the two drift apart.
+    """
     return AdamMultilr(
         learning_rate=learning_rate,
         pattern_lrs=pattern_lrs,
@@ -79,6 +87,7 @@ def adam_multilr(
         epsilon=epsilon,
         amsgrad=amsgrad,
         strict=strict,
+        fused=fused,
         weight_decay=weight_decay,
         clipnorm=clipnorm,
         clipvalue=clipvalue,
@@ -90,6 +99,35 @@ def adam_multilr(
         gradient_accumulation_steps=gradient_accumulation_steps,
         name=name,
     )
+
+
+@gin.register("lr_group", module=_MODULE)
+def lr_group(
+    patterns: str | Sequence[str],
+    lr: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
+    lr_mult: float | None = None,
+    weight_decay: float | None = None,
+    wd_mult: float | None = None,
+) -> dict[str, Any]:
+    """One ``pattern_lrs`` group whose name is its gin scope, so each rate has a bindable name.
+
+    ``AdamMultilr.pattern_lrs = [@encoder/lr_group(), @head/lr_group()]`` with
+    ``encoder/lr_group.patterns = ["^encoder/"]`` and ``encoder/lr_group.lr = 1e-4`` makes the
+    group ``"encoder"``; ``--gin_param 'encoder/lr_group.lr = 3e-5'`` and
+    ``sweep --grid 'encoder/lr_group.lr=[1e-5, 3e-5]'`` change that one rate, and runs record it
+    under exactly that name. Give exactly one of ``lr`` and ``lr_mult`` (validated by
+    :class:`AdamMultilr`, naming the group).
+    """
+    scopes = gin.current_scope()
+    if not scopes:
+        raise ValueError(
+            "lr_group must be referenced with a scope naming the group, e.g. "
+            "AdamMultilr.pattern_lrs = [@encoder/lr_group()]"
+        )
+    group: dict[str, Any] = {"name": scopes[-1], "patterns": patterns}
+    optional = {"lr": lr, "lr_mult": lr_mult, "weight_decay": weight_decay, "wd_mult": wd_mult}
+    group.update({key: value for key, value in optional.items() if value is not None})
+    return group
 
 
 # --- learning-rate schedules (factories, so Keras serialises the real classes) ----------------
@@ -376,9 +414,12 @@ def flat_hyperparameters() -> list[tuple[str, Any]]:
     Names follow gin's binding syntax without our module prefix (``AdamMultilr.learning_rate``,
     ``train/schedules.CosineDecay.decay_steps`` for a scoped binding). Besides explicit bindings,
     the signature defaults of every bound or referenced configurable are included, so two runs
-    compare on the values they actually used. Nested lists of dicts (``pattern_lrs``) are flattened
-    into names like ``AdamMultilr.pattern_lrs[0].lr``; references become their gin text
-    (``@RerankingTask()``). Pairs rather than a dict: Sacred and MongoDB reject keys with ".".
+    compare on the values they actually used. Every name is one a user can bind with
+    ``--gin_param`` and sweep with ``sweep --grid``: a nested value (a list of group dicts, a
+    ``{regex: lr}`` dict) is recorded whole, as its gin text, and references as their gin text
+    (``@RerankingTask()``), the bindings of what they reference under their own names (so
+    ``@encoder/lr_group()`` records ``encoder/lr_group.lr``). Pairs rather than a dict: Sacred and
+    MongoDB reject keys with ".".
     """
     # gin 0.5 has no public way to enumerate bindings; _CONFIG is its {(scope, selector): {...}}.
     config: dict[tuple[str, str], dict[str, Any]] = gin.config._CONFIG
@@ -430,28 +471,38 @@ def _references(value: Any) -> Iterable[gin.config.ConfigurableReference]:
             yield from _references(v)
 
 
+_NESTED = (dict, list, tuple, gin.config.ConfigurableReference)
+
+
 def _flatten(name: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, gin.config.ConfigurableReference):
         if value.configurable.wrapped is gin.config.macro:
             _flatten(name, gin.query_parameter(repr(value)), out)
         else:
             out[name] = repr(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{name}[{key!r}]" if not _is_identifier(key) else f"{name}.{key}", item, out)
-    elif isinstance(value, list | tuple) and any(
-        isinstance(v, dict | list | tuple | gin.config.ConfigurableReference) for v in value
+    elif isinstance(value, dict) or (
+        isinstance(value, list | tuple) and any(isinstance(v, _NESTED) for v in value)
     ):
-        for i, item in enumerate(value):
-            _flatten(f"{name}[{i}]", item, out)
+        # `X.p[0].lr` is no binding gin can parse: record the whole value under `X.p` instead.
+        out[name] = _gin_text(value)
     elif isinstance(value, list | tuple):
         out[name] = [_scalar(v) for v in value]
     else:
         out[name] = _scalar(value)
 
 
-def _is_identifier(key: Any) -> bool:
-    return isinstance(key, str) and key.isidentifier()
+def _gin_text(value: Any) -> str:
+    """``value`` as gin would parse it back (references as ``@name()``, literals as Python)."""
+    if isinstance(value, gin.config.ConfigurableReference):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_gin_text(k)}: {_gin_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_gin_text(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(_gin_text(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
 
 
 def _scalar(value: Any) -> Any:

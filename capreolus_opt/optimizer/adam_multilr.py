@@ -10,29 +10,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from capreolus_opt.optimizer import fused
+from capreolus_opt.optimizer import arguments, fused
+from capreolus_opt.optimizer.apply import ApplyMixin, ClipDeferred, EagerSteps
 from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
-from capreolus_opt.optimizer.groups import (
-    LearningRateSchedule,
-    check_lr,
-    parse_pattern_lrs,
-    resolve_groups,
-    unmatched_messages,
-    variable_path,
-)
-
-
-class _EagerSteps:
-    """Internal tf.functions for eager `apply`, one per (variable list, None-gradient mask).
-
-    A plain object so that neither Keras' nor TF's attribute tracking wraps the dict."""
-
-    def __init__(self) -> None:
-        self.functions: dict[tuple, Any] = {}
+from capreolus_opt.optimizer.groups import LearningRateSchedule, check_lr, parse_pattern_lrs
+from capreolus_opt.optimizer.resolve import resolve_groups, unmatched_messages, variable_path
 
 
 @keras.saving.register_keras_serializable(package="capreolus_opt")
-class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
+class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
     """Adam with per-group learning rates chosen by regexes over variable paths.
 
     Every variable ``p`` with gradient ``g`` takes the Keras ("epsilon-hat") Adam step at its
@@ -125,11 +111,27 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
                     f"learning_rate={learning_rate!r}, lr={legacy!r}"
                 )
             learning_rate = legacy
-        if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
+        if isinstance(learning_rate, numbers.Real | LearningRateSchedule) and not isinstance(
+            learning_rate, bool
+        ):
             # The groups' own check (Keras accepts a negative or NaN lr, and rejects ints, which
-            # the seed accepted).
+            # the seed accepted); a schedule is checked at step 0.
             learning_rate = check_lr(learning_rate, "learning_rate")
-        specs = parse_pattern_lrs(pattern_lrs)  # validate before creating any variable
+        # Validate everything before creating any variable.
+        kwargs["weight_decay"] = arguments.check_weight_decay(kwargs.get("weight_decay"))
+        beta_1 = arguments.check_beta(beta_1, "beta_1")
+        beta_2 = arguments.check_beta(beta_2, "beta_2")
+        epsilon = arguments.check_epsilon(epsilon)
+        strict = arguments.check_bool(strict, "strict")
+        fused = arguments.check_bool(fused, "fused")
+        specs = parse_pattern_lrs(pattern_lrs)
+        for i, spec in enumerate(specs):
+            if spec.wd_mult is not None and not kwargs["weight_decay"]:
+                raise ValueError(
+                    f"pattern_lrs[{i}]['wd_mult'] (group {spec.name!r}) multiplies the base "
+                    f"weight_decay, which is {kwargs['weight_decay']!r}: set weight_decay, or give "
+                    "the group an absolute 'weight_decay'."
+                )
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -143,7 +145,8 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
         self.strict = bool(strict)
         self.fused = bool(fused)
         self._resolution: Resolution | None = None
-        self._eager_steps = _EagerSteps()
+        self._eager_steps = EagerSteps()
+        self._clip_deferred = ClipDeferred()
         # Float, non-frozen group lrs: variables created now (before build) so a checkpoint can
         # restore them at any time; "only_first_replica" like Keras' own learning_rate variable.
         self._group_lr_variables = [
@@ -158,6 +161,26 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             else None
             for i, spec in enumerate(specs)
         ]
+        # Multipliers, likewise variables: changed without a retrace, saved in checkpoints.
+        self._group_lr_mult_variables = [
+            self._multiplier_variable(spec.lr_mult, f"group_lr_mult_{i}")
+            for i, spec in enumerate(specs)
+        ]
+        self._group_wd_mult_variables = [
+            self._multiplier_variable(spec.wd_mult, f"group_wd_mult_{i}")
+            for i, spec in enumerate(specs)
+        ]
+
+    def _multiplier_variable(self, value: float | None, name: str) -> Any:
+        if value is None:
+            return None
+        return self.add_variable(
+            shape=(),
+            initializer=keras.initializers.Constant(value),
+            dtype="float32",
+            aggregation="only_first_replica",
+            name=name,
+        )
 
     # ----------------------------------------------------------------- build
     def build(self, var_list: Sequence[Any]) -> None:
@@ -186,95 +209,26 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             self._velocity_hats = [s[2] for s in slots]
 
     # ----------------------------------------------------------------- the step
-    # Pure graph-building Python (no tensor-dependent control flow): AutoGraph has nothing to do.
-    @tf.autograph.experimental.do_not_convert
-    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
-        """Densify sparse gradients, then run Keras' `apply` (compiled once when eager)."""
-        # Densify first: exact for duplicate indices, and `loss_scale_factor` cannot divide an
-        # IndexedSlices (both stock Keras 3.15 bugs, DESIGN.md §3 (a), (b)).
-        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-        if not self._eager_compilable():
-            if not self.built and trainable_variables is not None and self._in_replica_fn():
-                self._build_from_replica(list(trainable_variables))
-            return super().apply(grads, trainable_variables)
-        variables = list(
-            self._trainable_variables if trainable_variables is None else trainable_variables
-        )
-        if not self.built:
-            with keras.name_scope(self.name, caller=self):
-                self.build(variables)
-        key = (tuple(self._var_key(v) for v in variables), tuple(g is None for g in grads))
-        step = self._eager_steps.functions.get(key)
-        if step is None:
-            mask = key[1]
-
-            def step(present: list[tf.Tensor]) -> None:
-                full = iter(present)
-                keras.optimizers.Adam.apply(
-                    self, [None if none else next(full) for none in mask], variables
-                )
-
-            step = tf.function(step, autograph=False)
-            self._eager_steps.functions[key] = step
-        step([g for g in grads if g is not None])
-
-    def _eager_compilable(self) -> bool:
-        # A plain callable lr may read Python state that a traced function would freeze.
-        plain_callable = callable(self._learning_rate) and not isinstance(
-            self._learning_rate, LearningRateSchedule | keras.Variable
-        )
-        # fused=False promises Keras' exact op-by-op arithmetic, so it also runs eagerly op by op
-        # (grappler may reassociate `variable * wd * lr` inside a function: 1 ulp).
-        return (
-            self.fused
-            and tf.executing_eagerly()
-            and not tf.distribute.has_strategy()
-            and not plain_callable
-        )
-
-    @staticmethod
-    def _in_replica_fn() -> bool:
-        """Tracing inside `strategy.run` of a non-default strategy."""
-        return (
-            tf.distribute.has_strategy()
-            and not tf.distribute.in_cross_replica_context()
-            and not tf.executing_eagerly()
-        )
-
-    def _build_from_replica(self, variables: list[Any]) -> None:
-        """Build lazily from inside a replica function: in a merge call, lifted out of the graph.
-
-        Stock Keras creates the slots inside the traced replica function and fails with "You must
-        feed a value for placeholder" (DESIGN.md §3 (c)). Here the first `apply` under
-        `strategy.run` builds in cross-replica context under `tf.init_scope()` (eagerly, as
-        mirrored variables); this needs the trainable variables passed to `apply`.
-        """
-
-        def build(strategy: tf.distribute.Strategy, variables: list[Any]) -> None:
-            with tf.init_scope(), strategy.scope(), keras.name_scope(self.name, caller=self):
-                self.build(variables)
-
-        tf.distribute.get_replica_context().merge_call(build, args=(variables,))
-
-    def _clip_gradients(self, grads: list[Any]) -> list[Any]:
-        # Clipping is applied in `_backend_update_step`, after the cross-replica sum.
-        return grads
-
     def _apply_weight_decay(self, variables: list[Any]) -> None:
         # Weight decay is applied per variable in `_update_variable`, with its group's lr.
         return None
 
     def _step_learning_rates(self, base_lr: Any = None) -> list[Any]:
         """This step's lr per group (default last); schedules evaluated once, at `iterations`."""
+        base = self.learning_rate if base_lr is None else base_lr
         lrs = []
-        for spec, variable in zip(self._group_specs, self._group_lr_variables, strict=True):
+        for spec, variable, mult in zip(
+            self._group_specs, self._group_lr_variables, self._group_lr_mult_variables, strict=True
+        ):
             if variable is not None:
                 lrs.append(variable)
+            elif mult is not None:
+                lrs.append(tf.cast(base, tf.float32) * mult)
             elif spec.frozen:
                 lrs.append(tf.constant(0.0, tf.float32))
             else:
                 lrs.append(spec.lr(self._iterations))
-        lrs.append(self.learning_rate if base_lr is None else base_lr)
+        lrs.append(base)
         return lrs
 
     def _clip(self, grads: list[Any]) -> list[Any]:
@@ -356,6 +310,8 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
             # Same expression as Keras' TF backend, so no-group runs stay bit-exact.
             lr_d = tf.cast(lr, variable.dtype)
             wd = tf.cast(decay, variable.dtype)
+            if spec is not None and spec.wd_mult is not None:
+                wd = wd * tf.cast(self._group_wd_mult_variables[group], variable.dtype)
             variable.assign_sub(variable * wd * lr_d)
         if scalars is not None:
             index = self._get_variable_index(variable)
@@ -371,9 +327,17 @@ class AdamMultilr(GroupApiMixin, keras.optimizers.Adam):
         config["pattern_lrs"] = [spec.to_config() for spec in self._group_specs]
         config["strict"] = self.strict
         config["fused"] = self.fused
-        for entry, variable in zip(config["pattern_lrs"], self._group_lr_variables, strict=True):
-            if variable is not None:  # the current value, like Keras does for learning_rate
-                entry["lr"] = float(keras.ops.convert_to_numpy(variable))
+        current = zip(
+            config["pattern_lrs"],
+            self._group_lr_variables,
+            self._group_lr_mult_variables,
+            self._group_wd_mult_variables,
+            strict=True,
+        )
+        for entry, lr, lr_mult, wd_mult in current:  # current values, as Keras does for its lr
+            for key, variable in (("lr", lr), ("lr_mult", lr_mult), ("wd_mult", wd_mult)):
+                if variable is not None:
+                    entry[key] = float(keras.ops.convert_to_numpy(variable))
         return config
 
     @classmethod

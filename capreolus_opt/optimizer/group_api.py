@@ -13,7 +13,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from capreolus_opt.optimizer.groups import DEFAULT_GROUP, check_lr
+from capreolus_opt.optimizer.groups import (
+    DEFAULT_GROUP,
+    LearningRateSchedule,
+    check_lr,
+    check_multiplier,
+)
 from capreolus_opt.optimizer.table import GroupRow, GroupTable
 
 
@@ -28,7 +33,8 @@ class Resolution:
 
 class GroupApiMixin:
     """`group_names`, `variables_by_group`, `group_learning_rates`, `set_group_learning_rate`,
-    `group_table` (docs/ARCHITECTURE.md, optimizer contract)."""
+    `set_group_lr_mult`, `set_group_wd_mult`, `group_multipliers`, `group_table`
+    (docs/ARCHITECTURE.md, optimizer contract)."""
 
     @property
     def group_names(self) -> list[str]:
@@ -64,13 +70,26 @@ class GroupApiMixin:
     def set_group_learning_rate(self, name: str, value: float) -> None:
         """Assign a new lr to a float group (or ``"default"``) without retracing any step."""
         if name == DEFAULT_GROUP:
-            self.learning_rate = value
+            if isinstance(self._learning_rate, LearningRateSchedule):
+                raise ValueError(
+                    f"Group {name!r} is driven by a schedule; its learning rate cannot be set."
+                )
+            checked = check_lr(value, f"set_group_learning_rate({name!r}, value)")
+            if not isinstance(checked, float):
+                raise TypeError(f"A group lr can only be set to a float. Received: {value!r}")
+            self.learning_rate = checked
             return
         names = self.group_names[:-1]
         if name not in names:
             raise ValueError(f"Unknown group {name!r}; groups are {self.group_names}.")
         spec = self._group_specs[names.index(name)]
         variable = self._group_lr_variables[names.index(name)]
+        if spec.lr_mult is not None:
+            raise ValueError(
+                f"Group {name!r} trains at lr_mult x learning_rate; change its multiplier with "
+                f"set_group_lr_mult({name!r}, value) or the base with "
+                "set_group_learning_rate('default', value)."
+            )
         if variable is None:
             kind = "frozen (constant lr 0.0)" if spec.frozen else "driven by a schedule"
             raise ValueError(f"Group {name!r} is {kind}; its learning rate cannot be set.")
@@ -79,10 +98,51 @@ class GroupApiMixin:
             raise TypeError(f"A group lr can only be set to a float. Received: {value!r}")
         variable.assign(checked)
 
+    def set_group_lr_mult(self, name: str, value: float) -> None:
+        """Assign a new ``lr_mult`` to a multiplier group (no retrace; saved in checkpoints)."""
+        self._multiplier(name, "lr_mult").assign(
+            check_multiplier(value, f"set_group_lr_mult({name!r}, value)")
+        )
+
+    def set_group_wd_mult(self, name: str, value: float) -> None:
+        """Assign a new ``wd_mult`` to a group that has one (no retrace; saved in checkpoints)."""
+        self._multiplier(name, "wd_mult").assign(
+            check_multiplier(value, f"set_group_wd_mult({name!r}, value)")
+        )
+
+    def group_multipliers(self) -> dict[str, dict[str, float]]:
+        """``{group: {"lr_mult": x, "wd_mult": y}}`` for groups with multipliers (call eagerly)."""
+        out: dict[str, dict[str, float]] = {}
+        for i, name in enumerate(self.group_names[:-1]):
+            for key, variables in (
+                ("lr_mult", self._group_lr_mult_variables),
+                ("wd_mult", self._group_wd_mult_variables),
+            ):
+                if variables[i] is not None:
+                    value = float(keras.ops.convert_to_numpy(variables[i]))
+                    out.setdefault(name, {})[key] = value
+        return out
+
+    def _multiplier(self, name: str, key: str) -> Any:
+        names = self.group_names[:-1]
+        if name not in names:
+            raise ValueError(f"Unknown group {name!r}; groups with a multiplier are {names}.")
+        variables = (
+            self._group_lr_mult_variables if key == "lr_mult" else self._group_wd_mult_variables
+        )
+        variable = variables[names.index(name)]
+        if variable is None:
+            raise ValueError(
+                f"Group {name!r} has no {key!r}: give it one in pattern_lrs "
+                f"({{..., {key!r}: 1.0}}) to scale it at run time."
+            )
+        return variable
+
     def group_table(self) -> GroupTable:
         """One `GroupRow` per variable (call eagerly, e.g. after `build`)."""
         resolution = self._built_resolution()
         lrs = self.group_learning_rates()
+        multipliers = self.group_multipliers()
         rows = []
         for variable, path, group, pattern in zip(
             self._trainable_variables,
@@ -93,7 +153,18 @@ class GroupApiMixin:
         ):
             shape = tuple(int(d) for d in variable.shape)
             name = self.group_names[group]
+            params = int(np.prod(shape, dtype=np.int64))
+            mults = multipliers.get(name, {})
             rows.append(
-                GroupRow(path, shape, int(np.prod(shape, dtype=np.int64)), name, pattern, lrs[name])
+                GroupRow(
+                    path,
+                    shape,
+                    params,
+                    name,
+                    pattern,
+                    lrs[name],
+                    lr_mult=mults.get("lr_mult"),
+                    wd_mult=mults.get("wd_mult"),
+                )
             )
         return GroupTable(rows, self.group_names)

@@ -16,48 +16,62 @@ from typing import Any
 
 import keras
 
+from capreolus_opt.optimizer.arguments import check_schedule_at_step_0, check_weight_decay
+
 DEFAULT_GROUP = "default"
-_GROUP_KEYS = ("patterns", "lr", "name", "weight_decay")
+_GROUP_KEYS = ("patterns", "lr", "lr_mult", "name", "weight_decay", "wd_mult")
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
+# Group names end up in metric names (`group/<name>/lr`) and in gin scopes: no "/", no spaces.
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_.-]+")
 
 
 @dataclasses.dataclass(frozen=True)
 class GroupSpec:
-    """One learning-rate group: the regexes that select it, its lr and optional weight decay."""
+    """One learning-rate group: the regexes that select it and how its lr and decay are set.
+
+    Exactly one of `lr` (an absolute float or schedule) and `lr_mult` (a factor on the
+    optimizer's base `learning_rate`, itself a float or a schedule) is set; at most one of
+    `weight_decay` (absolute) and `wd_mult` (a factor on the base `weight_decay`).
+    """
 
     name: str
     patterns: tuple[str, ...]
-    lr: float | LearningRateSchedule
+    lr: float | LearningRateSchedule | None
     weight_decay: float | None = None
     regexes: tuple[re.Pattern, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    lr_mult: float | None = None
+    wd_mult: float | None = None
 
     @property
     def frozen(self) -> bool:
-        """A constant lr of exactly 0.0 freezes the group (no slots, no updates, no decay)."""
-        return not isinstance(self.lr, LearningRateSchedule) and self.lr == 0.0
+        """A constant lr of exactly 0.0 freezes the group (no slots, no updates, no decay).
+
+        ``lr_mult = 0.0`` does not: a multiplier is a variable that may be raised later.
+        """
+        return isinstance(self.lr, float) and self.lr == 0.0
 
     def to_config(self) -> dict[str, Any]:
         """The canonical dict form, JSON-able (schedules are Keras-serialised)."""
-        lr = self.lr
-        if isinstance(lr, LearningRateSchedule):
-            lr = keras.optimizers.schedules.serialize(lr)
-        return {
-            "name": self.name,
-            "patterns": list(self.patterns),
-            "lr": lr,
-            "weight_decay": self.weight_decay,
-        }
+        config: dict[str, Any] = {"name": self.name, "patterns": list(self.patterns)}
+        if self.lr_mult is not None:
+            config["lr_mult"] = self.lr_mult
+        else:
+            lr = self.lr
+            if isinstance(lr, LearningRateSchedule):
+                lr = keras.optimizers.schedules.serialize(lr)
+            config["lr"] = lr
+        if self.wd_mult is not None:
+            config["wd_mult"] = self.wd_mult
+        else:
+            config["weight_decay"] = self.weight_decay
+        return config
 
 
-def check_lr(value: Any, where: str) -> float | LearningRateSchedule:
-    """A validated group lr: a float >= 0 (ints accepted), a schedule, or a serialised schedule."""
-    if isinstance(value, LearningRateSchedule):
-        return value
-    if isinstance(value, Mapping) and "class_name" in value:  # a serialised schedule (from_config)
-        return keras.optimizers.schedules.deserialize(dict(value))
+def check_multiplier(value: Any, where: str) -> float:
+    """A finite float >= 0 (ints accepted); schedules belong on the base learning_rate."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"{where} must be a float >= 0 or a keras.optimizers.schedules.LearningRateSchedule. "
+            f"{where} must be a float >= 0 (put schedules on the base learning_rate). "
             f"Received: {value!r} of type {type(value).__name__}"
         )
     value = float(value)
@@ -66,11 +80,18 @@ def check_lr(value: Any, where: str) -> float | LearningRateSchedule:
     return value
 
 
-def _check_weight_decay(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
+def check_lr(value: Any, where: str) -> float | LearningRateSchedule:
+    """A validated group lr: a float >= 0 (ints accepted), a schedule, or a serialised schedule."""
+    if isinstance(value, Mapping) and "class_name" in value:  # a serialised schedule (from_config)
+        value = keras.optimizers.schedules.deserialize(dict(value))
+    if isinstance(value, LearningRateSchedule):
+        check_schedule_at_step_0(value, where)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where} must be a float >= 0 or None. Received: {value!r}")
+        raise TypeError(
+            f"{where} must be a float >= 0 or a keras.optimizers.schedules.LearningRateSchedule. "
+            f"Received: {value!r} of type {type(value).__name__}"
+        )
     value = float(value)
     if not math.isfinite(value) or value < 0.0:
         raise ValueError(f"{where} must be a finite float >= 0. Received: {value!r}")
@@ -105,7 +126,6 @@ def _compile_patterns(patterns: Any, where: str) -> tuple[tuple[str, ...], tuple
 
 
 def _derived_name(patterns: tuple[str, ...], index: int) -> str:
-    # Group names end up in metric names (`group/<name>/lr`), so keep them free of "/" and spaces.
     name = re.sub(r"[^0-9A-Za-z_.-]+", "_", "|".join(patterns)).strip("_.")
     return name or f"group_{index}"
 
@@ -137,9 +157,18 @@ def _entries(pattern_lrs: Any) -> list[tuple[str, str, str, Mapping[str, Any]]]:
                     f"{where} has unknown key(s) {unknown}; expected keys {list(_GROUP_KEYS)}. "
                     f"Received: {dict(entry)!r}"
                 )
-            for key in ("patterns", "lr"):
-                if key not in entry:
-                    raise ValueError(f"{where} is missing the key {key!r}. Received: {entry!r}")
+            if "patterns" not in entry:
+                raise ValueError(f"{where} is missing the key 'patterns'. Received: {entry!r}")
+            if ("lr" in entry) == ("lr_mult" in entry):
+                raise ValueError(
+                    f"{where} must have exactly one of the keys 'lr' (an absolute rate) and "
+                    f"'lr_mult' (a factor on learning_rate). Received: {dict(entry)!r}"
+                )
+            if "weight_decay" in entry and "wd_mult" in entry:
+                raise ValueError(
+                    f"{where} may have 'weight_decay' (absolute) or 'wd_mult' (a factor on the "
+                    f"base weight_decay), not both. Received: {dict(entry)!r}"
+                )
             entries.append((where, f"{where}['patterns']", f"{where}['lr']", entry))
         elif isinstance(entry, Sequence) and not isinstance(entry, str) and len(entry) == 2:
             group = {"patterns": entry[0], "lr": entry[1]}
@@ -165,14 +194,25 @@ def parse_pattern_lrs(pattern_lrs: Any) -> list[GroupSpec]:
     explicit: dict[str, str] = {}
     for i, (where, where_patterns, where_lr, entry) in enumerate(_entries(pattern_lrs)):
         patterns, regexes = _compile_patterns(entry["patterns"], where_patterns)
-        lr = check_lr(entry["lr"], where_lr)
-        weight_decay = _check_weight_decay(entry.get("weight_decay"), f"{where}['weight_decay']")
+        lr = check_lr(entry["lr"], where_lr) if "lr" in entry else None
+        lr_mult = entry.get("lr_mult")
+        if lr_mult is not None or "lr_mult" in entry:
+            lr_mult = check_multiplier(lr_mult, f"{where}['lr_mult']")
+        wd_mult = entry.get("wd_mult")
+        if wd_mult is not None or "wd_mult" in entry:
+            wd_mult = check_multiplier(wd_mult, f"{where}['wd_mult']")
+        weight_decay = check_weight_decay(entry.get("weight_decay"), f"{where}['weight_decay']")
         name = entry.get("name")
         if name is None:
             name = _derived_name(patterns, i)
         else:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"{where}['name'] must be a non-empty string. Received: {name!r}")
+            if not _SAFE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{where}['name'] must use only letters, digits, '_', '.' and '-' (it becomes "
+                    f"part of metric names such as group/<name>/lr). Received: {name!r}"
+                )
             if name == DEFAULT_GROUP:
                 raise ValueError(
                     f"{where}['name'] may not be {DEFAULT_GROUP!r}: that name is reserved for "
@@ -183,7 +223,7 @@ def parse_pattern_lrs(pattern_lrs: Any) -> list[GroupSpec]:
                     f"Duplicate group name {name!r}: {explicit[name]}['name'] and {where}['name']."
                 )
             explicit[name] = where
-        specs.append(GroupSpec(name, patterns, lr, weight_decay, regexes))
+        specs.append(GroupSpec(name, patterns, lr, weight_decay, regexes, lr_mult, wd_mult))
     return _dedupe_derived_names(specs, explicit)
 
 
@@ -198,54 +238,3 @@ def _dedupe_derived_names(specs: list[GroupSpec], explicit: dict[str, str]) -> l
             taken.add(name)
         result.append(dataclasses.replace(spec, name=name))
     return result
-
-
-def variable_path(variable: Any) -> str:
-    """The name users write patterns against: Keras `path`, else `name` without ``:0``."""
-    path = getattr(variable, "path", None)
-    if isinstance(path, str):
-        return path
-    return re.sub(r":\d+$", "", str(variable.name))
-
-
-def resolve_groups(
-    specs: Sequence[GroupSpec], paths: Sequence[str]
-) -> list[tuple[int, str | None]]:
-    """For each path, `(group index, matching pattern)`; unmatched -> `(len(specs), None)`.
-
-    `re.search` semantics; the first group in order wins, and within a group the first pattern.
-    """
-    result = []
-    for path in paths:
-        match = (len(specs), None)
-        for index, spec in enumerate(specs):
-            hit = next((r.pattern for r in spec.regexes if r.search(path)), None)
-            if hit is not None:
-                match = (index, hit)
-                break
-        result.append(match)
-    return result
-
-
-def unmatched_messages(
-    specs: Sequence[GroupSpec], paths: Sequence[str], assignment: Sequence[tuple[int, str | None]]
-) -> list[str]:
-    """One message per group that received no variable and per pattern that matches none."""
-    counts = [0] * (len(specs) + 1)
-    for index, _ in assignment:
-        counts[index] += 1
-    sample = ", ".join(repr(p) for p in paths[:5]) + (", ..." if len(paths) > 5 else "")
-    messages = []
-    for index, spec in enumerate(specs):
-        dead = [r.pattern for r in spec.regexes if not any(r.search(p) for p in paths)]
-        if counts[index] == 0:
-            messages.append(
-                f"Group {spec.name!r} (patterns {list(spec.patterns)}) matched no variable; its "
-                f"variables would silently train at another lr. Variable paths look like: {sample}"
-            )
-        elif dead:
-            messages.append(
-                f"Pattern(s) {dead} of group {spec.name!r} matched no variable. "
-                f"Variable paths look like: {sample}"
-            )
-    return messages

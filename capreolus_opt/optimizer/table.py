@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 _FIELDS = ("variable", "shape", "params", "group", "pattern", "lr")
+# Columns shown only when some row has a value (a table without multipliers looks as before).
+_OPTIONAL = ("lr_mult", "wd_mult")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,11 +23,16 @@ class GroupRow:
     group: str
     pattern: str | None
     lr: float
+    lr_mult: float | None = None  # set for groups given as a factor on the base learning_rate
+    wd_mult: float | None = None  # set for groups given as a factor on the base weight_decay
 
     def to_record(self) -> dict[str, Any]:
-        """A plain JSON-serialisable dict (shape as a list)."""
+        """A plain JSON-serialisable dict (shape as a list; optional fields only when set)."""
         record = dataclasses.asdict(self)
         record["shape"] = list(self.shape)
+        for key in _OPTIONAL:
+            if record[key] is None:
+                del record[key]
         return record
 
 
@@ -65,20 +72,28 @@ class GroupTable:
         """One plain dict per variable (JSON-serialisable), e.g. for a run record."""
         return [row.to_record() for row in self.rows]
 
+    def _optional_columns(self) -> list[str]:
+        return [key for key in _OPTIONAL if any(getattr(r, key) is not None for r in self.rows)]
+
     def to_csv(self) -> str:
-        """CSV text with a header row; shapes are written as ``4x8``."""
+        """CSV text with a header row; shapes are written as ``4x8``; empty cell = not set."""
+        optional = self._optional_columns()
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(_FIELDS)
+        writer.writerow([*_FIELDS, *optional])
         for row in self.rows:
             shape = "x".join(str(d) for d in row.shape)
             pattern = "" if row.pattern is None else row.pattern
-            writer.writerow([row.variable, shape, row.params, row.group, pattern, repr(row.lr)])
+            extra = ["" if getattr(row, k) is None else repr(getattr(row, k)) for k in optional]
+            writer.writerow(
+                [row.variable, shape, row.params, row.group, pattern, repr(row.lr), *extra]
+            )
         return buffer.getvalue()
 
     def to_text(self) -> str:
         """Aligned columns, one line per variable, then one total line per group."""
-        header = ["variable", "shape", "params", "group", "pattern", "lr"]
+        optional = self._optional_columns()
+        header = ["variable", "shape", "params", "group", "pattern", "lr", *optional]
         lines = [
             [
                 row.variable,
@@ -87,11 +102,12 @@ class GroupTable:
                 row.group,
                 "-" if row.pattern is None else row.pattern,
                 f"{row.lr:.6g}",
+                *("-" if getattr(row, k) is None else f"{getattr(row, k):.6g}" for k in optional),
             ]
             for row in self.rows
         ]
         widths = [max(len(c) for c in column) for column in zip(header, *lines, strict=False)]
-        numeric = {2, 5}
+        numeric = {2, *range(5, len(header))}
 
         def fmt(cells: Sequence[str]) -> str:
             return "  ".join(

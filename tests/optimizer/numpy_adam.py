@@ -21,7 +21,9 @@ Around that, in the order Keras 3 applies them:
    p <- p - p * wd * lr;
 4. the Adam update above with the group lr.
 
-Groups: a variable name is matched with ``re.search`` against each group's patterns in order;
+Groups: a group's rate is its ``lr``, or ``lr_mult`` times the base lr (a schedule is evaluated
+first, then multiplied); its decay its ``weight_decay``, or ``wd_mult`` times the base one.
+A variable name is matched with ``re.search`` against each group's patterns in order;
 the first group that matches wins; unmatched names use the base lr. A group whose lr is the
 constant 0.0 is frozen: its variables never change and get no state. A group lr may be a
 callable ``step -> float`` (a schedule), evaluated at the number of calls before this one (with
@@ -42,15 +44,21 @@ LearningRate = float | Callable[[int], float]
 
 @dataclass
 class RefGroup:
-    """One learning-rate group of the reference: patterns, lr and optional weight decay."""
+    """One learning-rate group of the reference: patterns, lr and optional weight decay.
+
+    ``lr_mult`` (instead of ``lr``) makes the group's rate ``lr_mult * base lr(step)``;
+    ``wd_mult`` (instead of ``weight_decay``) makes its decay ``wd_mult * base weight_decay``.
+    """
 
     patterns: Sequence[str]
-    lr: LearningRate
+    lr: LearningRate | None = None
     weight_decay: float | None = None
+    lr_mult: float | None = None
+    wd_mult: float | None = None
 
     @property
     def frozen(self) -> bool:
-        return not callable(self.lr) and float(self.lr) == 0.0
+        return self.lr_mult is None and not callable(self.lr) and float(self.lr) == 0.0
 
 
 @dataclass
@@ -95,7 +103,11 @@ class NumpyAdam:
 
     def lr_of(self, name: str, step: int) -> float:
         """The lr of ``name``'s group at optimizer step ``step`` (schedules are called)."""
-        lr = self.group_of[name].lr
+        group = self.group_of[name]
+        if group.lr_mult is not None:
+            base = self.learning_rate
+            return group.lr_mult * (float(base(step)) if callable(base) else float(base))
+        lr = group.lr
         return float(lr(step)) if callable(lr) else float(lr)
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
@@ -130,9 +142,12 @@ class NumpyAdam:
         return grads
 
     def _update(self, k: str, g: np.ndarray, lr: float, t: int) -> None:
-        wd = self.group_of[k].weight_decay
+        group = self.group_of[k]
+        wd = group.weight_decay
         if wd is None:
             wd = self.weight_decay
+        if group.wd_mult is not None and wd:
+            wd = wd * group.wd_mult
         p = self.params[k]
         leaf = k.rsplit("/", 1)[-1]
         if wd and not any(re.search(x, leaf) for x in self.exclude_from_weight_decay):
