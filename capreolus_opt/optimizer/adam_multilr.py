@@ -306,19 +306,19 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
             if spec is not None and spec.weight_decay is not None
             else self.weight_decay
         )
-        if decay and self._use_weight_decay(variable):
+        decay = decay if decay and self._use_weight_decay(variable) else None
+        if scalars is not None:  # the fused kernel applies the decay itself (no extra pass)
+            index = self._get_variable_index(variable)
+            v_hat = self._velocity_hats[index] if self.amsgrad else None
+            m, v = self._momentums[index], self._velocities[index]
+            return fused.fused_adam_update(variable, grad, m, v, v_hat, scalars, decay)
+        if decay is not None:
             # Same expression as Keras' TF backend, so no-group runs stay bit-exact.
             lr_d = tf.cast(lr, variable.dtype)
             wd = tf.cast(decay, variable.dtype)
             if spec is not None and spec.wd_mult is not None:
                 wd = wd * tf.cast(self._group_wd_mult_variables[group], variable.dtype)
             variable.assign_sub(variable * wd * lr_d)
-        if scalars is not None:
-            index = self._get_variable_index(variable)
-            v_hat = self._velocity_hats[index] if self.amsgrad else None
-            return fused.fused_adam_update(
-                variable, grad, self._momentums[index], self._velocities[index], v_hat, scalars
-            )
         return self.update_step(grad, variable, lr)
 
     # ----------------------------------------------------------------- serialisation

@@ -1,10 +1,18 @@
-"""The fused Adam update: TF's `ResourceApplyAdam` kernels, one kernel per variable.
+"""The fused Adam update: one kernel per variable, outside XLA.
 
 Keras' `Adam.update_step` issues about a dozen elementwise ops per variable, each a full pass over
-memory. `tf.raw_ops.ResourceApplyAdam` computes the same epsilon-hat formula in one kernel
-(DESIGN.md §3: 0.37x of Keras Adam's time on 27M parameters on the CPU). The raw ops are used only
-outside XLA: under `jit_compile=True` XLA fuses the `keras.ops` path itself, and
-`ResourceApplyAdamWithAmsgrad` has no XLA kernel at all.
+memory. Two kernels compute the same epsilon-hat formula in one op:
+
+- on CPU variables, our one-pass custom op (`capreolus_opt.optimizer.kernel`): one read of
+  param/grad/m/v and one write of param/m/v per element (28 B per float32 parameter, 36 with
+  AMSGrad), with decoupled weight decay folded in; bit-for-bit equal to TF's kernel;
+- everywhere else, and when the op cannot be built or loaded (no compiler, read-only cache,
+  ``CAPREOLUS_OPT_ADAM_KERNEL=tf``): TF's `ResourceApplyAdam` / `ResourceApplyAdamWithAmsgrad`
+  (three passes per block, ~40 B/param; AMSGrad four whole-tensor passes, ~52 B/param).
+
+Both are used only outside XLA: under `jit_compile=True` XLA fuses the `keras.ops` path itself,
+and neither `ResourceApplyAdamWithAmsgrad` nor our op has an XLA kernel. The choice is made in
+Python while the step is traced, never inside the graph.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 import tensorflow as tf
+
+from capreolus_opt.optimizer import kernel
 
 try:  # The only way TF exposes "am I being compiled by XLA?"; absent -> assume XLA (safe side).
     from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
@@ -33,13 +43,26 @@ def in_xla_context() -> bool:
     return bool(GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
-def _handle(variable: Any) -> tf.Tensor:
-    # keras.Variable -> tf.Variable; a DistributedVariable's `.handle` inside
-    # `strategy.extended.update` is the component on the current device.
-    variable = (
+def _raw(variable: Any) -> Any:
+    # keras.Variable -> tf.Variable; a DistributedVariable inside `strategy.extended.update` is
+    # the component on the current device.
+    return (
         getattr(variable, "value", variable) if not isinstance(variable, tf.Variable) else variable
     )
-    return variable.handle
+
+
+def _handle(variable: Any) -> tf.Tensor:
+    return _raw(variable).handle
+
+
+def on_cpu(variable: Any) -> bool:
+    """Whether the variable lives on a CPU device (the one-pass op has only a CPU kernel)."""
+    device = getattr(_raw(variable), "device", "") or ""
+    return tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+
+
+def _onepass_ops(variable: Any) -> Any:
+    return kernel.onepass_ops() if on_cpu(variable) else None
 
 
 def fusable(variable: Any, gradient: Any) -> bool:
@@ -68,11 +91,19 @@ def step_scalars(
 
 
 def fused_adam_update(
-    variable: Any, gradient: tf.Tensor, m: Any, v: Any, v_hat: Any | None, scalars: tuple
+    variable: Any,
+    gradient: tf.Tensor,
+    m: Any,
+    v: Any,
+    v_hat: Any | None,
+    scalars: tuple,
+    weight_decay: Any = None,
 ) -> tf.Operation:
     """One fused Adam (AMSGrad when `v_hat` is given) step; `scalars` from `step_scalars`.
 
-    Kernel maths (the epsilon-hat form of Keras' `Adam.update_step`):
+    Kernel maths (the epsilon-hat form of Keras' `Adam.update_step`), after the decoupled weight
+    decay ``variable -= variable * weight_decay * lr`` when `weight_decay` is given (Keras' own
+    expression; a float 0.0 or None skips it):
     ``alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``,
     ``m += (g - m) * (1 - beta_1)``, ``v += (g*g - v) * (1 - beta_2)``,
     (AMSGrad: ``v_hat = max(v_hat, v)``, used in place of ``v``),
@@ -84,6 +115,14 @@ def fused_adam_update(
     lr, beta_1_power, beta_2_power, beta_1, beta_2, epsilon = scalars
     if gradient.dtype != variable.dtype:
         gradient = tf.cast(gradient, variable.dtype)
+    if isinstance(weight_decay, int | float) and not weight_decay:
+        weight_decay = None
+    ops = _onepass_ops(variable)
+    if ops is not None:
+        return _onepass_update(ops, variable, gradient, m, v, v_hat, scalars, weight_decay)
+    if weight_decay is not None:
+        wd = tf.cast(weight_decay, variable.dtype)
+        variable.assign_sub(variable * wd * lr)
     kwargs = dict(
         var=_handle(variable),
         m=_handle(m),
@@ -100,3 +139,33 @@ def fused_adam_update(
     if v_hat is None:
         return tf.raw_ops.ResourceApplyAdam(**kwargs)
     return tf.raw_ops.ResourceApplyAdamWithAmsgrad(vhat=_handle(v_hat), **kwargs)
+
+
+def _onepass_update(
+    ops: Any,
+    variable: Any,
+    gradient: tf.Tensor,
+    m: Any,
+    v: Any,
+    v_hat: Any | None,
+    scalars: tuple,
+    weight_decay: Any,
+) -> tf.Operation:
+    lr, beta_1_power, beta_2_power, beta_1, beta_2, epsilon = scalars
+    dtype = lr.dtype
+    kwargs = dict(
+        var=_handle(variable),
+        m=_handle(m),
+        v=_handle(v),
+        beta1_power=beta_1_power,
+        beta2_power=beta_2_power,
+        lr=lr,
+        beta1=beta_1,
+        beta2=beta_2,
+        epsilon=epsilon,
+        weight_decay=tf.zeros([], dtype) if weight_decay is None else tf.cast(weight_decay, dtype),
+        grad=gradient,
+    )
+    if v_hat is None:
+        return ops.capreolus_one_pass_adam(**kwargs)
+    return ops.capreolus_one_pass_adam_amsgrad(vhat=_handle(v_hat), **kwargs)

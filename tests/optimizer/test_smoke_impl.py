@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from capreolus_opt.optimizer import AdamMultilr
@@ -40,9 +41,15 @@ def _op_types(jit_compile: bool) -> set[str]:
     return types
 
 
-def test_fused_kernel_outside_xla_only() -> None:
-    assert "ResourceApplyAdam" in _op_types(jit_compile=False)
-    assert "ResourceApplyAdam" not in _op_types(jit_compile=True)
+@pytest.mark.parametrize(
+    ("kernel", "op"), [("tf", "ResourceApplyAdam"), (None, "CapreolusOnePassAdam")]
+)
+def test_fused_kernel_outside_xla_only(monkeypatch, kernel, op) -> None:
+    # The default ("auto") takes the one-pass op on CPU variables (test_kernel.py covers it).
+    if kernel is not None:
+        monkeypatch.setenv("CAPREOLUS_OPT_ADAM_KERNEL", kernel)
+    assert op in _op_types(jit_compile=False)
+    assert op not in _op_types(jit_compile=True)
 
 
 def test_eager_step_traced_once_and_matches_graph() -> None:
