@@ -158,9 +158,14 @@ class WordPieceTokenizer:
                 f"preset {preset!r} is not a folder; expected a keras_hub preset folder "
                 "(tokenizer.json, assets/tokenizer/vocabulary.txt) or a hub name."
             )
-        from capreolus_opt.models.bert import keras_hub_module
-
-        hub_tokenizer = keras_hub_module().models.BertTokenizer.from_preset(preset)
+        try:
+            import keras_hub
+        except ImportError as e:  # pragma: no cover - depends on the installed extras
+            raise ImportError(
+                f"preset {preset!r} is not a folder; resolving a hub name needs keras-hub "
+                "(README: BERT rerankers)."
+            ) from e
+        hub_tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
         config = hub_tokenizer.get_config()
         return cls(
             Vocabulary(tokens=list(hub_tokenizer.get_vocabulary())),
