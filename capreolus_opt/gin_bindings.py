@@ -19,7 +19,8 @@ Names in gin files:
 - ``make_strategy``, ``train``: the training layer.
 - ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``: the example task and its data;
   ``layerwise_decay_pattern_lrs`` (``AdamMultilr.pattern_lrs = @layerwise_decay_pattern_lrs()``);
-  with the ``hub`` extra, ``RerankingTask.model_builder = @bert_reranker_builder()``.
+  with the ``hub`` extra, ``RerankingTask.model_builder = @bert_reranker_builder()`` and
+  ``TsvRankingData.tokenizer = @bert_wordpiece_tokenizer()`` (the preset's own WordPiece).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ import keras
 from capreolus_opt import training as _training
 from capreolus_opt.data.synthetic import SyntheticRankingData
 from capreolus_opt.data.tsv import TsvRankingData
-from capreolus_opt.models.bert import bert_reranker_builder  # imports keras_hub only when called
+
+# keras_hub and tokenizers are imported only when these are called (extra `hub`).
+from capreolus_opt.models.bert import bert_reranker_builder, bert_wordpiece_tokenizer
 from capreolus_opt.models.layerwise import layerwise_decay_pattern_lrs
 from capreolus_opt.models.reranker import RerankingTask
 from capreolus_opt.optimizer import AdamMultilr
@@ -194,6 +197,7 @@ gin.register("RerankingTask", module=_MODULE)(RerankingTask)
 gin.register("SyntheticRankingData", module=_MODULE)(SyntheticRankingData)
 gin.register("TsvRankingData", module=_MODULE)(TsvRankingData)
 gin.register("bert_reranker_builder", module=_MODULE)(bert_reranker_builder)
+gin.register("bert_wordpiece_tokenizer", module=_MODULE)(bert_wordpiece_tokenizer)
 gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_pattern_lrs)
 
 

@@ -15,14 +15,17 @@ order of first appearance.
 
 The vocabulary is built from the training file's queries and documents (``min_count``,
 ``max_vocab_size``; PAD = 0, UNK = 1) unless ``vocab_path`` names a one-token-per-line file.
-Unknown tokens map to UNK. A malformed line raises ``ValueError("FILE:LINE: ...")`` saying what
-was expected.
+Unknown tokens map to UNK. A ``tokenizer`` (e.g. a pretrained BERT's WordPiece,
+``data.wordpiece.WordPieceTokenizer``) replaces the vocabulary: anything with ``len()``,
+``pad_id`` and ``encode_batch(texts, max_length=)``. A malformed line raises
+``ValueError("FILE:LINE: ...")`` saying what was expected.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +120,7 @@ class TsvRankingData:
         max_vocab_size: int | None = 30000,
         vocab_path: str | None = None,
         max_pairs_per_query: int = 100,
+        tokenizer: Any = None,
     ) -> None:
         for name, value in (
             ("max_query_length", max_query_length),
@@ -141,7 +145,11 @@ class TsvRankingData:
             self._train = train_rows
         eval_rows = read_tsv(eval_path, fmt=eval_format)
         self._eval = eval_rows if eval_format == "labelled" else _triples_to_labelled(eval_rows)
-        if vocab_path is not None:
+        if tokenizer is not None and vocab_path is not None:
+            raise ValueError("Give TsvRankingData a tokenizer or a vocab_path, not both.")
+        if tokenizer is not None:
+            self.vocabulary = tokenizer
+        elif vocab_path is not None:
             self.vocabulary = Vocabulary.from_file(vocab_path)
         else:
             texts = [text for row in train_rows for text in (row[0], row[1])]

@@ -1,17 +1,22 @@
-"""A keras_hub BERT cross-encoder reranker (optional extra ``hub``: ``pip install keras-hub``).
+"""A keras_hub BERT cross-encoder reranker (extra ``hub``; README "BERT rerankers").
 
-The query and document ids are packed as ``[CLS] query [SEP] document [SEP]`` with the PAD
-tokens moved to the end (so positions are contiguous as in BERT pretraining), segment 0 for
-``[CLS] query [SEP]`` and 1 for ``document [SEP]``. The backbone's pooled ``[CLS]`` output goes
-through dropout and a ``Dense(1)`` named ``head``.
+Two input layouts, one set of weights:
 
-The backbone is either built from a config (random init: ``vocab_size + 2`` ids, ``[CLS]`` =
-``vocab_size`` and ``[SEP]`` = ``vocab_size + 1`` appended to the data's vocabulary) or loaded
-from a local keras_hub preset directory (``config.json`` + ``model.weights.h5``, as written by
-``Backbone.save_to_preset``). With a preset, the data must use the preset's vocabulary
-(``TsvRankingData(vocab_path=...)``, whole-word lookups, no WordPiece); the ``[CLS]``/``[SEP]``
-ids are read from ``assets/tokenizer/vocabulary.txt`` in the preset when present, else must be
-given.
+- ``{"query": [B, Lq], "document": [B, Ld]}`` WordPiece ids without special tokens (what
+  ``RerankingTask`` feeds), packed in the graph by ``BertPairPacker`` as
+  ``[CLS] query [SEP] document [SEP]`` with the PAD tokens moved to the end (positions contiguous
+  as in pretraining), segment 0 for ``[CLS] query [SEP]`` and 1 for ``document [SEP]``;
+- ``pair_inputs=True``: ``{"token_ids", "segment_ids", "padding_mask"}`` ``[B, sequence_length]``
+  already packed on the host by ``data.wordpiece.WordPieceTokenizer.encode_pairs``.
+
+The backbone's pooled ``[CLS]`` output goes through dropout and a ``Dense(1)`` named ``head``.
+It is either built from a config (random init: ``vocab_size + 2`` ids, ``[CLS]`` = ``vocab_size``
+and ``[SEP]`` = ``vocab_size + 1`` appended to the data's vocabulary) or loaded from a keras_hub
+preset: a local folder (``config.json``, ``model.weights.h5``, ``tokenizer.json``,
+``assets/tokenizer/vocabulary.txt``) or, with internet, a hub name such as
+``"bert_base_en_uncased"``. With a preset the data must be tokenised by the preset's own
+WordPiece (``bert_wordpiece_tokenizer(preset)``); the input layer carries that vocabulary and its
+settings, so a model saved as ``.keras`` brings its tokenizer back (``tokenizer_from_model``).
 
 Variable paths are the backbone's own (keras_hub models add no prefix when nested):
 ``token_embedding/``, ``position_embedding/``, ``segment_embedding/``,
@@ -28,24 +33,56 @@ import keras
 from keras import layers, ops
 
 from capreolus_opt.data.tokenizer import Vocabulary
+from capreolus_opt.data.wordpiece import WordPieceTokenizer
+
+_VOCAB_FILE = "vocabulary.txt"
 
 
-def _keras_hub():
+def keras_hub_module():
+    """``keras_hub``, or an ImportError that says how to install it beside tensorflow-cpu."""
     try:
         import keras_hub
     except ImportError as e:  # pragma: no cover - depends on the installed extras
         raise ImportError(
-            "The BERT reranker needs keras-hub: pip install 'capreolus_opt[hub]'"
+            "The BERT reranker needs keras-hub: pip install -e '.[cpu,hub]' && "
+            "pip install --no-deps 'keras-hub==0.32.0' (README: BERT rerankers)"
         ) from e
     return keras_hub
 
 
-class BertPairPacker(layers.Layer):
-    """``(query [B, Lq], document [B, Ld])`` -> BERT inputs of length ``Lq + Ld + 3``."""
+class _CarriesTokenizer(layers.Layer):
+    """Holds the WordPiece vocabulary (a ``.keras`` asset) and settings of the model's inputs."""
 
-    def __init__(self, *, cls_id: int, sep_id: int, pad_id: int, **kwargs) -> None:
+    def __init__(
+        self, *, cls_id: int, sep_id: int, pad_id: int, tokenizer: dict | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
-        self.cls_id, self.sep_id, self.pad_id = cls_id, sep_id, pad_id
+        self.cls_id, self.sep_id, self.pad_id = int(cls_id), int(sep_id), int(pad_id)
+        self.tokenizer_settings = tokenizer
+        self.vocabulary_tokens: list[str] | None = None
+
+    def get_config(self) -> dict:
+        return super().get_config() | {
+            "cls_id": self.cls_id,
+            "sep_id": self.sep_id,
+            "pad_id": self.pad_id,
+            "tokenizer": self.tokenizer_settings,
+        }
+
+    def save_assets(self, dir_path: str) -> None:
+        if self.vocabulary_tokens is not None:
+            with open(os.path.join(dir_path, _VOCAB_FILE), "w", encoding="utf-8") as f:
+                f.writelines(t + "\n" for t in self.vocabulary_tokens)
+
+    def load_assets(self, dir_path: str) -> None:
+        path = os.path.join(dir_path, _VOCAB_FILE)
+        if os.path.exists(path):
+            self.vocabulary_tokens = Vocabulary.from_file(path).tokens
+
+
+@keras.saving.register_keras_serializable(package="capreolus_opt")
+class BertPairPacker(_CarriesTokenizer):
+    """``(query [B, Lq], document [B, Ld])`` -> BERT inputs of length ``Lq + Ld + 3``."""
 
     def call(self, query, document):
         one = ops.ones_like(query[:, :1])
@@ -69,21 +106,72 @@ class BertPairPacker(layers.Layer):
         return {"token_ids": ids, "segment_ids": segments, "padding_mask": keep}
 
 
-def _special_ids_from_preset(preset: str) -> tuple[int | None, int | None]:
-    path = os.path.join(preset, "assets", "tokenizer", "vocabulary.txt")
-    if not os.path.exists(path):
-        return None, None
-    vocab = Vocabulary.from_file(path)
-    return vocab.token_id("[CLS]"), vocab.token_id("[SEP]")
+@keras.saving.register_keras_serializable(package="capreolus_opt")
+class BertPackedInputs(_CarriesTokenizer):
+    """Host-packed ``encode_pairs`` features -> the backbone's inputs (mask as bool)."""
+
+    def call(self, token_ids, segment_ids, padding_mask):
+        return {
+            "token_ids": token_ids,
+            "segment_ids": segment_ids,
+            "padding_mask": ops.cast(padding_mask, "bool"),
+        }
+
+
+def tokenizer_from_model(model: keras.Model) -> WordPieceTokenizer | None:
+    """The WordPiece tokenizer a (reloaded) BERT reranker was trained with; ``None`` for a
+    randomly initialised one that read the data's own ids."""
+    for layer in model.layers:
+        if isinstance(layer, _CarriesTokenizer) and layer.vocabulary_tokens is not None:
+            settings = dict(layer.tokenizer_settings or {})
+            return WordPieceTokenizer(
+                Vocabulary(tokens=layer.vocabulary_tokens),
+                lowercase=settings.get("lowercase", False),
+                strip_accents=settings.get("strip_accents", False),
+                split_on_cjk=settings.get("split_on_cjk", True),
+            )
+    return None
+
+
+def load_bert_reranker(path: str) -> keras.Model:
+    """``keras.saving.load_model`` for a saved BERT reranker (imports keras_hub first so its
+    ``BertBackbone`` is registered); weights, config and vocabulary come back."""
+    keras_hub_module()
+    return keras.saving.load_model(path, compile=False)
+
+
+def _random_backbone(vocab_size, cls_id, sep_id, sequence_length, **sizes):
+    return keras_hub_module().models.BertBackbone(
+        vocabulary_size=max(vocab_size, cls_id + 1, sep_id + 1),
+        max_sequence_length=sequence_length,
+        **sizes,
+    )
+
+
+def _preset_backbone(preset: str, sequence_length: int):
+    if os.sep in preset and not os.path.isdir(preset):
+        raise ValueError(
+            f"preset must be a keras_hub preset folder or hub name. Received: {preset!r} "
+            "(not a folder)"
+        )
+    backbone = keras_hub_module().models.BertBackbone.from_preset(preset)
+    if sequence_length > backbone.max_sequence_length:
+        raise ValueError(
+            f"The packed length {sequence_length} exceeds the preset's "
+            f"max_sequence_length={backbone.max_sequence_length}."
+        )
+    return backbone
 
 
 def build_bert_reranker(
     *,
     vocab_size: int,
-    query_length: int,
-    document_length: int,
+    query_length: int = 0,
+    document_length: int = 0,
     pad_id: int = 0,
     preset: str | None = None,
+    pair_inputs: bool = False,
+    sequence_length: int | None = None,
     num_layers: int = 2,
     num_heads: int = 2,
     hidden_dim: int = 64,
@@ -92,60 +180,83 @@ def build_bert_reranker(
     cls_id: int | None = None,
     sep_id: int | None = None,
 ) -> keras.Model:
-    """``{"query": [B, Lq], "document": [B, Ld]} -> [B]`` scores over a keras_hub BertBackbone.
+    """Scores ``[B]`` over a keras_hub BertBackbone (layouts and presets: module docstring).
 
-    Without ``preset`` the backbone is randomly initialised from the size arguments; with
-    ``preset`` (a local directory) its config and weights are loaded and the size arguments are
-    unused. See the module docstring for the input packing and the special-token ids.
+    ``pair_inputs=False`` packs to ``query_length + document_length + 3``; ``pair_inputs=True``
+    takes ``sequence_length``-wide packed pairs. Without ``preset`` the size arguments build a
+    random backbone; with one they are unused and its vocabulary gives the special ids.
     """
-    keras_hub = _keras_hub()
-    sequence_length = query_length + document_length + 3
+    if pair_inputs:
+        if not isinstance(sequence_length, int) or sequence_length < 3:
+            raise ValueError(
+                f"pair_inputs needs sequence_length >= 3. Received: {sequence_length!r}"
+            )
+        length = sequence_length
+    else:
+        length = query_length + document_length + 3
+    tokenizer = None
     if preset is None:
         cls_id = vocab_size if cls_id is None else cls_id
         sep_id = vocab_size + 1 if sep_id is None else sep_id
-        backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=max(vocab_size, cls_id + 1, sep_id + 1),
+        backbone = _random_backbone(
+            vocab_size,
+            cls_id,
+            sep_id,
+            length,
             num_layers=num_layers,
             num_heads=num_heads,
             hidden_dim=hidden_dim,
             intermediate_dim=intermediate_dim,
             dropout=dropout,
-            max_sequence_length=sequence_length,
         )
     else:
-        if not os.path.isdir(preset):
+        backbone = _preset_backbone(preset, length)
+        tokenizer = WordPieceTokenizer.from_preset(preset)
+        if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
             raise ValueError(
-                f"preset must be a local keras_hub preset directory. Received: {preset!r}"
+                f"The data's vocabulary ({vocab_size} ids, PAD {pad_id}) is not the preset's "
+                f"({len(tokenizer)} ids, PAD {tokenizer.pad_id}): tokenise the data with "
+                "bert_wordpiece_tokenizer(preset)."
             )
-        found_cls, found_sep = _special_ids_from_preset(preset)
-        cls_id = found_cls if cls_id is None else cls_id
-        sep_id = found_sep if sep_id is None else sep_id
-        if cls_id is None or sep_id is None:
-            raise ValueError(
-                f"preset {preset!r} has no assets/tokenizer/vocabulary.txt: pass cls_id and sep_id."
-            )
-        backbone = keras_hub.models.BertBackbone.from_preset(preset)
-        if vocab_size > backbone.vocabulary_size:
-            raise ValueError(
-                f"The data's vocabulary ({vocab_size} ids) is larger than the preset's "
-                f"({backbone.vocabulary_size}); load the data with the preset's vocabulary."
-            )
-        if sequence_length > backbone.max_sequence_length:
-            raise ValueError(
-                f"query_length + document_length + 3 = {sequence_length} exceeds the preset's "
-                f"max_sequence_length={backbone.max_sequence_length}."
-            )
-    query = keras.Input((query_length,), dtype="int32", name="query")
-    document = keras.Input((document_length,), dtype="int32", name="document")
-    packed = BertPairPacker(cls_id=cls_id, sep_id=sep_id, pad_id=pad_id, name="packer")(
-        query, document
+        cls_id = tokenizer.cls_id if cls_id is None else cls_id
+        sep_id = tokenizer.sep_id if sep_id is None else sep_id
+    carrier = dict(
+        cls_id=cls_id,
+        sep_id=sep_id,
+        pad_id=pad_id,
+        tokenizer=None if tokenizer is None else tokenizer.get_config(),
     )
+    if pair_inputs:
+        names = ("token_ids", "segment_ids", "padding_mask")
+        inputs = {n: keras.Input((length,), dtype="int32", name=n) for n in names}
+        packer = BertPackedInputs(**carrier, name="packer")
+        packed = packer(*(inputs[n] for n in names))
+    else:
+        inputs = {
+            "query": keras.Input((query_length,), dtype="int32", name="query"),
+            "document": keras.Input((document_length,), dtype="int32", name="document"),
+        }
+        packer = BertPairPacker(**carrier, name="packer")
+        packed = packer(inputs["query"], inputs["document"])
+    if tokenizer is not None:
+        packer.vocabulary_tokens = list(tokenizer.vocabulary.tokens)
     pooled = backbone(packed)["pooled_output"]
     pooled = layers.Dropout(dropout, name="head_dropout")(pooled)
     # No bias: ranking losses compare scores within a query, so a shared offset gets no gradient.
     score = layers.Dense(1, use_bias=False, name="head")(pooled)
     score = layers.Reshape((), name="squeeze")(score)
-    return keras.Model({"query": query, "document": document}, score, name="bert_reranker")
+    return keras.Model(inputs, score, name="bert_reranker")
+
+
+def _check_preset(preset: object, *, optional: bool) -> None:
+    if preset is None and optional:
+        return
+    if not isinstance(preset, str) or not preset:
+        # A gin macro left at %gin.REQUIRED arrives here as gin's sentinel object.
+        raise ValueError(
+            "preset must be a keras_hub preset folder or hub name (a non-empty str); in gin set "
+            f'BERT_PRESET = "/path/to/preset". Received: {type(preset).__name__} {preset!r}'
+        )
 
 
 def bert_reranker_builder(
@@ -161,6 +272,7 @@ def bert_reranker_builder(
 ):
     """A ``RerankingTask(model_builder=...)`` that builds ``build_bert_reranker`` with these
     arguments (the task supplies vocab_size, lengths and pad_id)."""
+    _check_preset(preset, optional=True)
     return functools.partial(
         build_bert_reranker,
         preset=preset,
@@ -172,3 +284,9 @@ def bert_reranker_builder(
         cls_id=cls_id,
         sep_id=sep_id,
     )
+
+
+def bert_wordpiece_tokenizer(*, preset: str) -> WordPieceTokenizer:
+    """The preset's own WordPiece tokenizer, for the data source (``TsvRankingData.tokenizer``)."""
+    _check_preset(preset, optional=False)
+    return WordPieceTokenizer.from_preset(preset)
