@@ -1,0 +1,1 @@
+"""The ``capreolus-opt`` sub-commands, one module each (``register(subparsers)`` + handlers)."""
