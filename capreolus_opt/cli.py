@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "capreolus_opt.commands.train",  # train
     "capreolus_opt.commands.groups",  # groups
     "capreolus_opt.commands.runs",  # compare, diff, plot, sweep
+    "capreolus_opt.commands.rerank",  # rerank
 )
 
 

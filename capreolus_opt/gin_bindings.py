@@ -40,6 +40,7 @@ import keras
 
 from capreolus_opt import training as _training
 from capreolus_opt.data.synthetic import SyntheticRankingData
+from capreolus_opt.data.trec.data import TrecRerankingData
 from capreolus_opt.data.tsv import TsvRankingData
 
 # keras_hub and tokenizers are imported only when these are called (extra `hub`).
@@ -196,6 +197,7 @@ gin.register("train", module=_MODULE, denylist=_RUNTIME_ARGS)(_training.train)
 gin.register("RerankingTask", module=_MODULE)(RerankingTask)
 gin.register("SyntheticRankingData", module=_MODULE)(SyntheticRankingData)
 gin.register("TsvRankingData", module=_MODULE)(TsvRankingData)
+gin.register("TrecRerankingData", module=_MODULE)(TrecRerankingData)
 gin.register("bert_reranker_builder", module=_MODULE)(bert_reranker_builder)
 gin.register("bert_wordpiece_tokenizer", module=_MODULE)(bert_wordpiece_tokenizer)
 gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_pattern_lrs)
@@ -380,6 +382,19 @@ def run_training(*, workdir: str, sink: Any = None, on_start: Callable | None = 
     """
     train = gin.get_configurable(f"{_MODULE}.train")
     return train(workdir=workdir, sink=sink, on_start=on_start)
+
+
+def validate_inputs() -> None:
+    """Builds the configured ``train.task`` and calls its ``validate_inputs()`` (if it has one),
+    so that bad data is a ``DataError`` (exit 2) before a run is recorded. Data sources keep
+    what they read for the run itself (``TrecRerankingData`` memoises per process)."""
+    try:
+        gin.query_parameter(f"{_MODULE}.train.task")
+    except ValueError:  # no train.task bound: the run itself reports that
+        return
+    validate = getattr(configured("train.task"), "validate_inputs", None)
+    if validate is not None:
+        validate()
 
 
 def configured(param: str) -> Any:

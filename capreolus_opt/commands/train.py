@@ -137,6 +137,7 @@ def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: 
     try:
         # Parse once here so that a bad file or binding is an input error, not a FAILED run.
         backend.parse_config(gin_files, gin_bindings)
+        getattr(backend, "validate_inputs", lambda: None)()  # bad data: exit 2, nothing recorded
         check_reachable(observers)
     except (ValueError, TypeError, ObserverUnreachableError) as exc:
         return _error(str(exc))

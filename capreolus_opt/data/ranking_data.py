@@ -102,8 +102,10 @@ def triples_dataset(triples: TrainTriples, *, global_batch_size: int, seed: int)
 
 
 def eval_pairs_dataset(pairs: EvalPairs, *, global_batch_size: int) -> tf.data.Dataset:
-    """Finite stream of ``{"qid", "query", "document", "label"}`` batches in file/generation
-    order; the last batch may be shorter (every pair is evaluated exactly once)."""
+    """Finite stream of ``{"qid", "query", "document", "label", "pair"}`` batches in
+    file/generation order (``pair`` is the row number, so outputs can be matched to pairs
+    whatever order the replicas return them in); the last batch may be shorter (every pair is
+    evaluated exactly once)."""
     _check_batch_size(global_batch_size)
     ds = tf.data.Dataset.from_tensor_slices(
         {
@@ -111,6 +113,7 @@ def eval_pairs_dataset(pairs: EvalPairs, *, global_batch_size: int) -> tf.data.D
             "query": pairs.query.astype(np.int32),
             "document": pairs.document.astype(np.int32),
             "label": pairs.label.astype(np.int32),
+            "pair": np.arange(len(pairs), dtype=np.int32),
         }
     )
     return ds.batch(global_batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)

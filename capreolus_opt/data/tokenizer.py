@@ -9,6 +9,7 @@ descending count, ties broken alphabetically, so the same text always gives the 
 from __future__ import annotations
 
 import collections
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
@@ -111,6 +112,25 @@ class Vocabulary:
         out = np.full((max_length,), self.pad_id, dtype=np.int32)
         out[: len(ids)] = ids
         return out
+
+    def encode_with_length(self, text: str, *, max_length: int) -> tuple[np.ndarray, int]:
+        """``encode`` plus the number of tokens before truncation (for truncation statistics)."""
+        ids = [self.token_id(t) for t in tokenize(text)]
+        out = np.full((max_length,), self.pad_id, dtype=np.int32)
+        out[: min(len(ids), max_length)] = ids[:max_length]
+        return out, len(ids)
+
+    def fingerprint(self) -> str:
+        """A digest of the tokens, PAD and UNK: equal fingerprints encode text identically (the
+        key of tokenised-collection caches)."""
+        digest = hashlib.sha256("\n".join(self.tokens).encode("utf-8"))
+        digest.update(f"\0{self.pad_token}\0{self.unk_token}\0word-v1".encode())
+        return digest.hexdigest()[:32]
+
+    def save(self, path: str) -> None:
+        """Writes one token per line (what ``from_file`` reads back)."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(f"{token}\n" for token in self.tokens)
 
     def encode_batch(self, texts: Sequence[str], *, max_length: int) -> np.ndarray:
         """``encode`` for each text, stacked: int32 ``[len(texts), max_length]``."""

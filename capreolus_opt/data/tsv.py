@@ -17,8 +17,11 @@ The vocabulary is built from the training file's queries and documents (``min_co
 ``max_vocab_size``; PAD = 0, UNK = 1) unless ``vocab_path`` names a one-token-per-line file.
 Unknown tokens map to UNK. A ``tokenizer`` (e.g. a pretrained BERT's WordPiece,
 ``data.wordpiece.WordPieceTokenizer``) replaces the vocabulary: anything with ``len()``,
-``pad_id`` and ``encode_batch(texts, max_length=)``. A malformed line raises
-``ValueError("FILE:LINE: ...")`` saying what was expected.
+``pad_id`` and ``encode_batch(texts, max_length=)``. A first line of column names (every field one of ``HEADER_WORDS``,
+e.g. ``query<TAB>positive<TAB>negative``) is a header and skipped. A malformed line, invalid
+UTF-8, a file without examples, or an evaluation file in which no document has a label > 0
+(every metric would be 0.0) raise ``DataError("FILE:LINE: ...")`` (a ``ValueError``) saying what
+was expected.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from capreolus_opt.data.errors import DataError, read_lines
 from capreolus_opt.data.ranking_data import EvalPairs, TrainTriples
 from capreolus_opt.data.tokenizer import Vocabulary
 
@@ -37,47 +41,59 @@ _FIELDS = {
     "labelled": "(query, document, label)",
     "triples": "(query, positive document, negative document)",
 }
+#: Column names that make a first line a header (compared lowercased, without spaces/_/-).
+HEADER_WORDS = frozenset(
+    "query question qid q positive pos positivedocument positivepassage negative neg "
+    "negativedocument negativepassage document doc docid passage text label relevance rel "
+    "grade".split()
+)
+
+
+def _is_header(fields: list[str]) -> bool:
+    return all(f.strip().lower().replace(" ", "").replace("_", "").replace("-", "") in HEADER_WORDS
+               for f in fields)  # fmt: skip
 
 
 def read_tsv(path: str, *, fmt: str) -> list[tuple[str, str, str | int]]:
     """Reads ``path`` in format ``fmt`` (see module docstring); labels come back as ints.
 
-    Raises ``ValueError`` naming ``path:line`` for a wrong field count, an empty field, or (format
-    ``"labelled"``) a label that is not an integer >= 0; and for a file with no examples.
+    Raises ``DataError`` naming ``path:line`` for a wrong field count, an empty field, invalid
+    UTF-8, or (format ``"labelled"``) a label that is not an integer >= 0; and for a file with no
+    examples (a header line alone is none).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}. Received: {fmt!r}")
     rows: list[tuple[str, str, str | int]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            where = f"{path}:{lineno}"
-            if len(fields) != 3:
-                raise ValueError(
-                    f"{where}: expected 3 tab-separated fields {_FIELDS[fmt]} (format {fmt!r}), "
-                    f"got {len(fields)}: {line[:80]!r}"
-                )
-            for i, field in enumerate(fields):
-                if not field.strip():
-                    raise ValueError(f"{where}: field {i + 1} of {_FIELDS[fmt]} is empty")
-            if fmt == "labelled":
-                try:
-                    label = int(fields[2])
-                except ValueError:
-                    label = -1
-                if label < 0:
-                    raise ValueError(
-                        f"{where}: expected an integer label >= 0 in field 3 of {_FIELDS[fmt]}, "
-                        f"got {fields[2]!r}"
-                    )
-                rows.append((fields[0], fields[1], label))
-            else:
-                rows.append((fields[0], fields[1], fields[2]))
+    header = False
+    for lineno, line in read_lines(path):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise DataError(
+                path, lineno, f"expected 3 tab-separated fields {_FIELDS[fmt]} (format "
+                f"{fmt!r}), got {len(fields)}: {line[:80]!r}"
+            )  # fmt: skip
+        if not rows and not header and _is_header(fields):
+            header = True
+            continue
+        for i, field in enumerate(fields):
+            if not field.strip():
+                raise DataError(path, lineno, f"field {i + 1} of {_FIELDS[fmt]} is empty")
+        if fmt == "labelled":
+            try:
+                label = int(fields[2])
+            except ValueError:
+                label = -1
+            if label < 0:
+                raise DataError(
+                    path, lineno, f"expected an integer label >= 0 in field 3 of "
+                    f"{_FIELDS[fmt]}, got {fields[2]!r}"
+                )  # fmt: skip
+            rows.append((fields[0], fields[1], label))
+        else:
+            rows.append((fields[0], fields[1], fields[2]))
     if not rows:
-        raise ValueError(f"{path}: no examples (expected lines of {_FIELDS[fmt]})")
+        after = " after the header line" if header else ""
+        raise DataError(path, None, f"no examples{after} (expected lines of {_FIELDS[fmt]})")
     return rows
 
 
@@ -137,20 +153,30 @@ class TsvRankingData:
         if train_format == "labelled":
             self._train = _labelled_to_triples(train_rows, max_pairs_per_query)
             if not self._train:
-                raise ValueError(
-                    f"{train_path}: no training pairs: no query has documents with two "
+                raise DataError(
+                    train_path, None, "no training pairs: no query has documents with two "
                     "different labels"
-                )
+                )  # fmt: skip
         else:
             self._train = train_rows
         eval_rows = read_tsv(eval_path, fmt=eval_format)
         self._eval = eval_rows if eval_format == "labelled" else _triples_to_labelled(eval_rows)
+        if not any(row[2] > 0 for row in self._eval):
+            raise DataError(
+                eval_path, None, "no document has a label > 0: every metric would be 0.0 "
+                "(expected graded labels, 0 = not relevant)"
+            )  # fmt: skip
         if tokenizer is not None and vocab_path is not None:
             raise ValueError("Give TsvRankingData a tokenizer or a vocab_path, not both.")
         if tokenizer is not None:
             self.vocabulary = tokenizer
         elif vocab_path is not None:
-            self.vocabulary = Vocabulary.from_file(vocab_path)
+            try:
+                self.vocabulary = Vocabulary.from_file(vocab_path)
+            except (OSError, UnicodeDecodeError) as err:
+                raise DataError(
+                    vocab_path, None, f"cannot be read as a vocabulary: {err}"
+                ) from None
         else:
             texts = [text for row in train_rows for text in (row[0], row[1])]
             if train_format == "triples":

@@ -5,6 +5,12 @@ both documents against the query and applies a pairwise hinge or softmax ranking
 (``models/losses.py``). Evaluation scores labelled (qid, query, document) pairs and reports
 MRR@10 and nDCG@10 per query, averaged (``models/ranking_metrics.py``).
 
+Over ``TrecRerankingData`` (which has ``eval_index``) evaluation is TREC's instead
+(``models/trec_evaluation.py``): trec_eval metrics of the dev split (``ndcg@10``, ``mrr@10``,
+``map``, ``recall@100``, ``judged@10``), run files of dev and test after every evaluation, the
+best model by ``selection_metric`` on dev kept for reranking, and the final result the
+``dev/...`` and ``test/...`` metrics of that model (``training/selection.py``).
+
 Example::
 
     from capreolus_opt.data.synthetic import SyntheticRankingData
@@ -17,7 +23,10 @@ Example::
 from __future__ import annotations
 
 import functools
+import json
+import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,6 +43,7 @@ from capreolus_opt.data.ranking_data import (
 from capreolus_opt.models.encoder import build_reranker
 from capreolus_opt.models.losses import LOSSES, ranking_loss
 from capreolus_opt.models.ranking_metrics import ranking_metrics
+from capreolus_opt.models.trec_evaluation import TrecEvaluator, recorded_metrics
 
 # model_builder(vocab_size=, query_length=, document_length=, pad_id=) -> keras.Model mapping
 # {"query": [B, Lq], "document": [B, Ld]} int32 ids to [B] scores.
@@ -46,7 +56,8 @@ class RerankingTask:
     The default model is ``build_reranker`` with the hyperparameters given here. A
     ``model_builder`` (e.g. ``models.bert.bert_reranker_builder(...)``) replaces it; it is called
     with ``vocab_size``, ``query_length``, ``document_length`` and ``pad_id`` keywords, and the
-    hyperparameters here are then unused.
+    hyperparameters here are then unused. ``eval_batch_size`` (default: the training batch
+    size) batches evaluation; ``selection_metric`` and ``interpolate`` apply to TREC data only.
     """
 
     def __init__(
@@ -62,6 +73,9 @@ class RerankingTask:
         margin: float = 1.0,
         metrics_cutoff: int = 10,
         model_builder: ModelBuilder | None = None,
+        eval_batch_size: int | None = None,
+        selection_metric: str = "ndcg@10",
+        interpolate: bool = False,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}. Received: {loss!r}")
@@ -77,6 +91,19 @@ class RerankingTask:
         self.margin = float(margin)
         self.metrics_cutoff = metrics_cutoff
         self.model_builder = model_builder
+        if eval_batch_size is not None and (
+            isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int)
+            or eval_batch_size < 1
+        ):  # fmt: skip
+            raise ValueError(
+                f"eval_batch_size must be None or a positive int. Received: {eval_batch_size!r}"
+            )
+        self.eval_batch_size = eval_batch_size
+        self._trec = (
+            TrecEvaluator(data, selection_metric=selection_metric, interpolate=interpolate)
+            if hasattr(data, "eval_index")
+            else None
+        )
 
     # Data sources may regenerate or re-tokenize on every call: keep one copy per task.
     @functools.cached_property
@@ -87,24 +114,29 @@ class RerankingTask:
     def _eval_pairs(self) -> EvalPairs:
         return self.data.eval_pairs()
 
-    def build_model(self) -> keras.Model:
-        """The scoring model (call inside ``strategy.scope()``)."""
-        shapes = dict(
+    def model_spec(self) -> dict[str, Any]:
+        """The arguments of the model builder: what ``export`` records to rebuild the model."""
+        spec: dict[str, Any] = dict(
             vocab_size=self.data.vocab_size,
             query_length=int(self._triples.query.shape[1]),
             document_length=int(self._triples.positive.shape[1]),
             pad_id=self.data.pad_id,
         )
+        if self.model_builder is None:
+            spec.update(
+                hidden_dim=self.hidden_dim,
+                num_layers=self.num_layers,
+                num_heads=self.num_heads,
+                intermediate_dim=self.intermediate_dim,
+                dropout=self.dropout,
+            )
+        return spec
+
+    def build_model(self) -> keras.Model:
+        """The scoring model (call inside ``strategy.scope()``)."""
         if self.model_builder is not None:
-            return self.model_builder(**shapes)
-        return build_reranker(
-            **shapes,
-            hidden_dim=self.hidden_dim,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            intermediate_dim=self.intermediate_dim,
-            dropout=self.dropout,
-        )
+            return self.model_builder(**self.model_spec())
+        return build_reranker(**self.model_spec())
 
     def train_dataset(self, global_batch_size: int, seed: int) -> tf.data.Dataset:
         """Infinite ``{"query", "positive", "negative"}`` batches of exactly
@@ -112,8 +144,10 @@ class RerankingTask:
         return triples_dataset(self._triples, global_batch_size=global_batch_size, seed=seed)
 
     def eval_dataset(self, global_batch_size: int) -> tf.data.Dataset:
-        """Finite ``{"qid", "query", "document", "label"}`` batches in a fixed order."""
-        return eval_pairs_dataset(self._eval_pairs, global_batch_size=global_batch_size)
+        """Finite ``{"qid", "query", "document", "label", "pair"}`` batches in a fixed order,
+        of ``eval_batch_size`` when set (else ``global_batch_size``)."""
+        size = self.eval_batch_size or global_batch_size
+        return eval_pairs_dataset(self._eval_pairs, global_batch_size=size)
 
     def score(self, model: keras.Model, query, document, training: bool = False):
         """``model``'s scores ``[B]`` for aligned query and document id batches."""
@@ -133,12 +167,62 @@ class RerankingTask:
 
     def eval_outputs(self, model: keras.Model, features: Mapping) -> dict:
         """``{"score", "qid", "label"}`` per pair, for ``eval_metrics``."""
-        return {
+        outputs = {
             "score": self.score(model, features["query"], features["document"]),
             "qid": features["qid"],
             "label": features["label"],
         }
+        if "pair" in features:
+            outputs["pair"] = features["pair"]
+        return outputs
 
     def eval_metrics(self, outputs: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """``mrr@10`` and ``ndcg@10`` (or ``@metrics_cutoff``) over the whole evaluation set."""
+        """``mrr@10`` and ``ndcg@10`` (or ``@metrics_cutoff``) over the whole evaluation set;
+        over TREC data, the dev split's trec_eval metrics (module docstring)."""
+        if self._trec is not None:
+            return self._trec.metrics(outputs)
         return ranking_metrics(outputs, k=self.metrics_cutoff)
+
+    # --- TREC data: the optional protocol of training/selection.py ----------------------
+    @property
+    def selection_metric(self) -> str | None:
+        return self._trec.selection_metric if self._trec is not None else None
+
+    def record_evaluation(self, step: int, directory: str) -> list[str]:
+        return self._trec.record(step, directory) if self._trec is not None else []
+
+    def final_metrics(self, step: int, directory: str) -> dict[str, float]:
+        return recorded_metrics(step, directory)
+
+    def export(self, directory: str) -> None:
+        """Writes ``reranker.json`` (model builder arguments) and ``vocab.txt`` (the encoder)
+        into ``directory``: with ``model.weights.npz`` what ``capreolus-opt rerank`` loads."""
+        spec = {
+            "format": 1,
+            "builder": "build_reranker" if self.model_builder is None else "model_builder",
+            "model": self.model_spec(),
+            "max_query_length": int(self._triples.query.shape[1]),
+            "max_doc_length": int(self._triples.positive.shape[1]),
+        }
+        encoder = getattr(self.data, "encoder", None)
+        if encoder is not None and hasattr(encoder, "save"):
+            encoder.save(os.path.join(directory, "vocab.txt"))
+        with open(os.path.join(directory, "reranker.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f, indent=1)
+
+    def run_info(self) -> dict[str, Any]:
+        """Recorded in the run's info (``task``): truncation statistics and split sizes."""
+        if not hasattr(self.data, "truncation_stats"):
+            return {}
+        return {
+            "truncation": self.data.truncation_stats(),
+            "queries": {split: len(q) for split, q in self.data.folds.items()},
+            "eval_pairs": len(self._eval_pairs),
+            "train_triples": len(self._triples),
+        }
+
+    def validate_inputs(self) -> None:
+        """Reads and checks the data now (``DataError`` naming FILE:LINE), before a run starts."""
+        validate = getattr(self.data, "validate_inputs", None)
+        if validate is not None:
+            validate()

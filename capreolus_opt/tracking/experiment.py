@@ -174,6 +174,7 @@ def _train_recorded(
             table = start_info.get("group_table")  # None for an optimizer without groups
             info["group_table"] = table.to_records() if table is not None else []
             info["strategy"] = start_info.get("strategy_summary", {})
+            info["task"] = start_info.get("task_info", {})  # e.g. truncation statistics
             if table is not None:
                 add_artifact("group_table.csv", table.to_csv())
             sink.beat()  # the group table reaches the observers before the first step
@@ -182,6 +183,8 @@ def _train_recorded(
             result = gin.run_training(workdir=info["workdir"], sink=sink, on_start=on_start)
             info["checkpoint_path"] = result.checkpoint_path
             add_artifact("checkpoint.txt", f"{result.checkpoint_path or ''}\n")
+            for path in getattr(result, "artifacts", []):  # run files, per-query metrics
+                run.add_artifact(path, os.path.basename(path))
             return {name: float(value) for name, value in result.eval_metrics.items()}
         finally:
             # Also on failure and interrupt: what gin used so far, and every queued point (the

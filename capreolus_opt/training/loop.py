@@ -23,6 +23,7 @@ import tensorflow as tf
 from capreolus_opt.training import diagnostics as diag
 from capreolus_opt.training.checkpoints import CheckpointState, stop_on_signals
 from capreolus_opt.training.data import distribute_eval_dataset, distribute_train_dataset
+from capreolus_opt.training.selection import EvaluationRecorder
 from capreolus_opt.training.sinks import MetricsSink, ProgressReporter
 from capreolus_opt.training.step import StepFunctions, build_step_functions
 from capreolus_opt.training.strategy import is_chief, strategy_summary
@@ -51,6 +52,8 @@ class TrainResult:
     strategy_summary: dict[str, Any]
     #: traces of each step function in this call (1 each at most when nothing retraced)
     trace_counts: dict[str, int] = field(default_factory=dict)
+    #: files the task wrote for its evaluations (run files, per-query metrics; selection.py)
+    artifacts: list[str] = field(default_factory=list)
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
@@ -193,7 +196,12 @@ def train(
     group_table = opt.group_table() if hasattr(opt, "group_table") else None
     if on_start is not None:
         on_start(
-            {"group_table": group_table, "strategy_summary": summary, "start_step": start_step}
+            {
+                "group_table": group_table,
+                "strategy_summary": summary,
+                "start_step": start_step,
+                "task_info": getattr(task, "run_info", dict)(),
+            }
         )
     fns = build_step_functions(
         task=task,
@@ -208,6 +216,7 @@ def train(
     train_data = distribute_train_dataset(task, strategy, global_batch_size, seed, start_step)
     eval_data = distribute_eval_dataset(task, strategy, global_batch_size)
     log = sink if (sink is not None and chief) else None
+    recorder = EvaluationRecorder(task, model, workdir, chief=chief)
     reporter = ProgressReporter(
         num_steps,
         global_batch_size,
@@ -218,6 +227,7 @@ def train(
 
     def run_eval(step: int) -> dict[str, float]:
         metrics = _evaluate(fns, eval_data, task)
+        recorder.evaluated(step, metrics)
         reporter.evaluated(step, metrics)
         if log is not None:
             log.log_metrics(step, {f"eval/{k}": v for k, v in metrics.items()})
@@ -261,7 +271,7 @@ def train(
         reporter.close()
         if log is not None:
             log.flush()
-    eval_metrics = run_eval(step)
+    eval_metrics, artifacts = recorder.finish(run_eval(step))
     if state.last_saved_step != step:
         state.save(step)
     if log is not None:
@@ -273,4 +283,5 @@ def train(
         group_table=group_table,
         strategy_summary=summary,
         trace_counts=dict(fns.trace_counts),
+        artifacts=artifacts,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from capreolus_opt.data.errors import DataError
 from capreolus_opt.data.tsv import TsvRankingData, read_tsv
 
 
@@ -93,3 +94,31 @@ def test_empty_file_unknown_format_and_no_pairs(tmp_path):
     flat = _write(tmp_path, "flat.tsv", ["q\ta\t1", "q\tb\t1"])
     with pytest.raises(ValueError, match="flat.tsv: no training pairs"):
         TsvRankingData(train_path=flat, eval_path=flat, train_format="labelled")
+
+
+def test_header_line_is_skipped_and_a_header_alone_is_no_data(tmp_path):
+    train = _write(tmp_path, "t.tsv", ["query\tpositive\tnegative", "red deer\tdeer\tcar"])
+    ev = _write(tmp_path, "e.tsv", ["Query\tDocument\tLabel", "red deer\tdeer\t1", "red\tcar\t0"])
+    data = TsvRankingData(train_path=train, eval_path=ev)
+    assert len(data.train_triples()) == 1 and len(data.eval_pairs()) == 2
+    assert "query" not in data.vocabulary.tokens
+    only = _write(tmp_path, "h.tsv", ["query\tpositive\tnegative"])
+    with pytest.raises(DataError, match="h.tsv: no examples after the header line"):
+        TsvRankingData(train_path=only, eval_path=ev)
+    # Only the first line can be a header: the same words later are data.
+    later = _write(tmp_path, "l.tsv", ["a\tb\tc", "query\tpositive\tnegative"])
+    assert len(read_tsv(later, fmt="triples")) == 2
+
+
+def test_eval_file_without_any_positive_is_an_error_not_zero(tmp_path):
+    train = _write(tmp_path, "t.tsv", ["red deer\tdeer\tcar"])
+    ev = _write(tmp_path, "e.tsv", ["red deer\tdeer\t0", "red\tcar\t0"])
+    with pytest.raises(DataError, match="e.tsv: no document has a label > 0: every metric"):
+        TsvRankingData(train_path=train, eval_path=ev)
+
+
+def test_non_utf8_bytes_name_file_and_line(tmp_path):
+    path = tmp_path / "latin.tsv"
+    path.write_bytes("q\td\t1\nq\tcaf\xe9\t0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.tsv:2: not valid UTF-8 \(byte 0xe9 at column 6\)"):
+        read_tsv(str(path), fmt="labelled")

@@ -90,7 +90,11 @@ def test_eval_outputs_and_dataset_shapes():
     batches = list(task.eval_dataset(64))
     assert sum(int(b["qid"].shape[0]) for b in batches) == 500
     out = task.eval_outputs(model, batches[0])
-    assert set(out) == {"score", "qid", "label"} and out["score"].shape == (64,)
+    assert set(out) == {"score", "qid", "label", "pair"} and out["score"].shape == (64,)
+    # `pair` numbers the rows, so outputs can be matched to pairs in any gathering order.
+    np.testing.assert_array_equal(np.concatenate([b["pair"] for b in batches]), np.arange(500))
+    # eval_batch_size overrides the batch size the loop passes.
+    assert int(next(iter(_task(eval_batch_size=100).eval_dataset(8)))["qid"].shape[0]) == 100
     assert next(iter(task.train_dataset(16, seed=1)))["positive"].shape == (16, 24)
 
 
@@ -114,7 +118,7 @@ def test_bad_task_arguments():
 
 
 def _evaluate(task, model):
-    outs = {"score": [], "qid": [], "label": []}
+    outs = {"score": [], "qid": [], "label": [], "pair": []}
     for batch in task.eval_dataset(250):
         for k, v in task.eval_outputs(model, batch).items():
             outs[k].append(np.asarray(v))

@@ -1,0 +1,106 @@
+"""``capreolus-opt rerank``: score a first-stage run with a trained reranker, write a TREC run.
+
+    capreolus-opt rerank RUN --run-file FIRST_STAGE --topics FILE --collection FILE -o OUT.run
+                         [--top-k 100] [--batch-size 256] [--qrels FILE] [--source DIR ...]
+
+``RUN`` is the training run's workdir, its FileStorage run folder, or its run UUID (looked up in
+``--source`` observers, default ``file://runs``); its best model by the dev metric is used
+(``<workdir>/best/``). With ``--qrels`` the metrics of the written run are printed (ir_measures,
+as training records them). Exit codes: 0, 2 bad input (a message naming the file and line),
+1 an unexpected failure. Importing this module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``rerank`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "rerank",
+        help="rerank a first-stage TREC run with a trained run's best model",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("run", metavar="RUN", help="workdir, run folder or run UUID")
+    parser.add_argument("--run-file", required=True, metavar="FILE", help="first-stage TREC run")
+    parser.add_argument("--topics", required=True, metavar="FILE", help="qid<TAB>text or TREC")
+    parser.add_argument("--collection", required=True, metavar="FILE", help="TSV or JSONL")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="TREC run to write")
+    parser.add_argument("--top-k", type=int, default=100, help="candidates per query (100)")
+    parser.add_argument("--batch-size", type=int, default=256, help="pairs per model call (256)")
+    parser.add_argument("--qrels", metavar="FILE", help="print the metrics of the written run")
+    parser.add_argument("--tag", default="capreolus_opt", help="run tag (last column)")
+    parser.add_argument("--cache-dir", default=None, help="tokenised-collection cache")
+    parser.add_argument(
+        "--source", action="append", default=None, metavar="URL",
+        help="where to look up a run UUID (repeatable; default file://runs)",
+    )  # fmt: skip
+    parser.set_defaults(func=handle_rerank)
+
+
+def _error(message: str) -> int:
+    print(f"capreolus-opt rerank: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def resolve_workdir(ref: str, sources: list[str]) -> str:
+    """The workdir of ``ref`` (a workdir, a FileStorage run folder or a run UUID)."""
+    if os.path.isdir(os.path.join(ref, "best")):
+        return ref
+    from capreolus_opt.runs.load import find_recorded_run
+
+    run = find_recorded_run(ref, sources)  # a run folder, or a UUID looked up in the sources
+    if not run.workdir:
+        raise ValueError(f"run {run.run_uuid} records no workdir")
+    return run.workdir
+
+
+def handle_rerank(args: argparse.Namespace) -> int:
+    """Run ``rerank`` (see the module docstring); returns the exit code."""
+    for name in ("top_k", "batch_size"):
+        if getattr(args, name) < 1:
+            return _error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        return _error(f"-o {args.output}: the folder {out_dir} does not exist")
+    try:
+        workdir = resolve_workdir(args.run, args.source or ["file://runs"])
+        from capreolus_opt.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from capreolus_opt.data.trec.runfile import write_run
+        from capreolus_opt.models.saved_reranker import load_reranker, rerank_run
+
+        reranker = load_reranker(workdir)
+        scores = rerank_run(
+            reranker, first_stage_run=args.run_file, topics=args.topics,
+            collection=args.collection, k=args.top_k, batch_size=args.batch_size,
+            cache_dir=args.cache_dir,
+        )  # fmt: skip
+        metrics = _metrics(args.qrels, scores) if args.qrels else None
+        write_run(args.output, scores, tag=args.tag)
+    except ValueError as exc:  # DataError included: bad input, nothing written
+        return _error(str(exc))
+    pairs = sum(len(d) for d in scores.values())
+    print(
+        f"reranked {pairs} candidates of {len(scores)} queries with the step-"
+        f"{reranker.best['step']} model of {workdir} -> {args.output}"
+    )
+    if metrics is not None:
+        print(json.dumps(metrics, sort_keys=True))
+    return 0
+
+
+def _metrics(qrels_path: str, run: dict) -> dict[str, float]:
+    from capreolus_opt.data.trec.formats import read_qrels
+    from capreolus_opt.data.trec.measures import evaluate_run
+
+    qrels = read_qrels(qrels_path)
+    return evaluate_run({q: qrels[q] for q in run if q in qrels}, run)[0]

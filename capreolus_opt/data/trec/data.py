@@ -1,0 +1,305 @@
+"""``TrecRerankingData``: a collection, topics, qrels, a first-stage run and folds as ranking data.
+
+Label rules (what the README's "Real collections" section states for users):
+
+- the candidates of a query are the top ``top_k`` documents of the first-stage run (by score,
+  trec_eval's order), or of a BM25 run over the collection when no run is given;
+- a candidate's label is its qrels relevance (rel > 0 = relevant, the nDCG gain); an unjudged
+  candidate is non-relevant (label 0), as in Capreolus;
+- training triples: for every train query with at least one relevant and one non-relevant
+  candidate, ``samples_per_query`` (query, relevant, non-relevant) triples drawn uniformly from
+  its candidates with a generator seeded by ``seed`` (Capreolus' triplet sampler, drawn once);
+  or, with ``train_triples``, the lines of an MS MARCO-style triples file (``triples_format``
+  ``"ids"``: ``qid<TAB>pos docid<TAB>neg docid``; ``"text"``: the three texts);
+- evaluation: every candidate of the dev queries, then of the test queries; the metrics use the
+  full qrels (trec_eval semantics, ``measures.py``).
+
+Inputs are read, checked and tokenised once per process for the same arguments (so
+``validate_inputs()`` before a run and the run itself share the work); the tokenised collection
+is cached on disk across processes (``store.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from capreolus_opt.data.errors import DataError
+from capreolus_opt.data.ranking_data import EvalPairs, TrainTriples
+from capreolus_opt.data.tokenizer import Vocabulary
+from capreolus_opt.data.trec.inputs import TrecInputs, load_inputs
+from capreolus_opt.data.trec.store import TokenizedCollection, tokenized_collection
+from capreolus_opt.data.trec.triples import read_train_triples, sample_triples
+from capreolus_opt.data.trec.vocab import collection_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalIndex:
+    """What each evaluation pair is: ``split`` ("dev"/"test"), query and document ids and the
+    first-stage score, aligned with ``eval_pairs()``."""
+
+    split: np.ndarray
+    qid: list[str]
+    docid: list[str]
+    first_stage_score: np.ndarray
+
+
+@dataclasses.dataclass
+class _Loaded:
+    inputs: TrecInputs
+    encoder: Any
+    store: TokenizedCollection
+    triples: TrainTriples
+    pairs: EvalPairs
+    index: EvalIndex
+    truncation: dict[str, float]
+
+
+class TrecRerankingData:
+    """Reranking data from standard IR files (see the module docstring and the README)."""
+
+    def __init__(
+        self,
+        *,
+        collection: str,
+        topics: str,
+        qrels: str,
+        first_stage_run: str | None = None,
+        folds: str | None = None,
+        top_k: int = 100,
+        train_triples: str | None = None,
+        triples_format: str = "ids",
+        samples_per_query: int = 16,
+        seed: int = 0,
+        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        topic_field: str = "title",
+        max_query_length: int = 16,
+        max_doc_length: int = 128,
+        vocab_path: str | None = None,
+        min_count: int = 1,
+        max_vocab_size: int | None = 30000,
+        cache_dir: str | None = None,
+        bm25_k1: float = 0.9,
+        bm25_b: float = 0.4,
+        truncation_warning: float = 0.05,
+    ) -> None:
+        for name, value in (
+            ("top_k", top_k),
+            ("samples_per_query", samples_per_query),
+            ("max_query_length", max_query_length),
+            ("max_doc_length", max_doc_length),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {value!r}")
+        if triples_format not in ("ids", "text"):
+            raise ValueError(
+                f"triples_format must be 'ids' or 'text'. Received: {triples_format!r}"
+            )
+        fractions = tuple(float(f) for f in split_fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(
+                f"split_fractions must be 3 fractions (train, dev, test) summing to 1. "
+                f"Received: {split_fractions!r}"
+            )
+        self.config = dict(
+            collection=collection, topics=topics, qrels=qrels, first_stage_run=first_stage_run,
+            folds=folds, top_k=top_k, train_triples=train_triples, triples_format=triples_format,
+            samples_per_query=samples_per_query, seed=seed, split_fractions=fractions,
+            topic_field=topic_field, max_query_length=max_query_length,
+            max_doc_length=max_doc_length, vocab_path=vocab_path, min_count=min_count,
+            max_vocab_size=max_vocab_size, cache_dir=cache_dir, bm25_k1=bm25_k1, bm25_b=bm25_b,
+            truncation_warning=truncation_warning,
+        )  # fmt: skip
+        self.max_query_length = max_query_length
+        self.max_doc_length = max_doc_length
+
+    # --- loading -------------------------------------------------------------------------
+    @functools.cached_property
+    def _loaded(self) -> _Loaded:
+        key = _memo_key(self.config)
+        if key not in _MEMO:
+            _MEMO.clear()  # one experiment's inputs at a time
+            _MEMO[key] = _load(**self.config)
+        return _MEMO[key]
+
+    def validate_inputs(self) -> None:
+        """Reads, checks and tokenises every input now; raises ``DataError`` naming FILE:LINE."""
+        self._loaded  # noqa: B018 -- the property does the work
+
+    # --- RankingData --------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self._loaded.encoder)
+
+    @property
+    def pad_id(self) -> int:
+        return int(self._loaded.encoder.pad_id)
+
+    @property
+    def encoder(self) -> Any:
+        return self._loaded.encoder
+
+    def train_triples(self) -> TrainTriples:
+        return self._loaded.triples
+
+    def eval_pairs(self) -> EvalPairs:
+        return self._loaded.pairs
+
+    # --- TREC extras (used by the reranking task's evaluation) ----------------------------
+    def eval_index(self) -> EvalIndex:
+        return self._loaded.index
+
+    @property
+    def qrels(self) -> dict[str, dict[str, int]]:
+        return self._loaded.inputs.qrels
+
+    @property
+    def folds(self) -> dict[str, list[str]]:
+        return self._loaded.inputs.folds
+
+    def truncation_stats(self) -> dict[str, float]:
+        """Share of queries / documents longer than their maximum length, and their lengths."""
+        return dict(self._loaded.truncation)
+
+
+_MEMO: dict[tuple, _Loaded] = {}
+
+
+def _memo_key(config: dict) -> tuple:
+    files = [config[k] for k in ("collection", "topics", "qrels", "first_stage_run", "folds")]
+    files += [config["train_triples"], config["vocab_path"]]
+    stamps = tuple(
+        (f, os.stat(f).st_mtime_ns, os.stat(f).st_size) if f and os.path.isfile(f) else (f,)
+        for f in files
+    )
+    return (tuple(sorted((k, repr(v)) for k, v in config.items())), stamps)
+
+
+def _encoder(config: dict) -> Any:
+    if config["vocab_path"]:
+        try:
+            return Vocabulary.from_file(config["vocab_path"])
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(config["vocab_path"], None, f"cannot be read: {err}") from None
+    return collection_vocabulary(
+        config["collection"],
+        min_count=config["min_count"],
+        max_size=config["max_vocab_size"],
+        cache_dir=config["cache_dir"],
+    )
+
+
+def _load(**config: Any) -> _Loaded:
+    inputs = load_inputs(
+        topics=config["topics"], qrels=config["qrels"], first_stage_run=config["first_stage_run"],
+        folds=config["folds"], collection=config["collection"], k=config["top_k"],
+        seed=config["seed"], split_fractions=config["split_fractions"],
+        topic_field=config["topic_field"], need_train=not config["train_triples"],
+        bm25={"k1": config["bm25_k1"], "b": config["bm25_b"]},
+    )  # fmt: skip
+    encoder = _encoder(config)
+    lq, ld = config["max_query_length"], config["max_doc_length"]
+    store = tokenized_collection(
+        config["collection"], encoder=encoder, max_length=ld, cache_dir=config["cache_dir"]
+    )
+    rows = _candidate_rows(inputs, store, config["first_stage_run"] or "BM25 run")
+    if config["train_triples"]:
+        triples, doc_rows = read_train_triples(
+            config["train_triples"], config["triples_format"], inputs.topics, store, encoder, lq
+        )
+    else:
+        triples, doc_rows = sample_triples(
+            inputs, rows, store, encoder, lq, config["samples_per_query"], config["seed"]
+        )
+    pairs, index = _eval_pairs(inputs, rows, store, encoder, lq)
+    truncation = _truncation(inputs, rows, doc_rows, store, encoder, lq, ld)
+    _warn_truncation(truncation, config["truncation_warning"])
+    return _Loaded(inputs, encoder, store, triples, pairs, index, truncation)
+
+
+def _candidate_rows(
+    inputs: TrecInputs, store: TokenizedCollection, run_name: str
+) -> dict[str, np.ndarray]:
+    rows = {}
+    for qid, docs in inputs.run.items():
+        ids = list(docs)
+        found = store.rows(ids)
+        if (found < 0).any():
+            missing = ids[int(np.argmax(found < 0))]
+            raise DataError(
+                run_name, None, f"{int((found < 0).sum())} candidates of query {qid!r} are not "
+                f"in the collection {store.path}, e.g. {missing!r}"
+            )  # fmt: skip
+        rows[qid] = found
+    return rows
+
+
+def _eval_pairs(inputs, rows, store, encoder, lq) -> tuple[EvalPairs, EvalIndex]:
+    splits, qids, docids, scores, labels, qnum, doc_rows = [], [], [], [], [], [], []
+    queries = []
+    for split in ("dev", "test"):
+        for qid in inputs.folds[split]:
+            docs = inputs.run.get(qid, {})
+            judged = inputs.qrels.get(qid, {})
+            number = len(queries)
+            queries.append(encoder.encode_with_length(inputs.topics[qid], max_length=lq)[0])
+            for (docid, score), row in zip(docs.items(), rows.get(qid, []), strict=True):
+                splits.append(split)
+                qids.append(qid)
+                docids.append(docid)
+                scores.append(score)
+                labels.append(max(judged.get(docid, 0), 0))
+                qnum.append(number)
+                doc_rows.append(row)
+    qnum = np.array(qnum, np.int32)
+    pairs = EvalPairs(
+        qid=qnum,
+        query=np.stack(queries)[qnum],
+        document=np.asarray(store.tokens[np.array(doc_rows, np.int64)]),
+        label=np.array(labels, np.int32),
+    )
+    index = EvalIndex(np.array(splits), qids, docids, np.array(scores, np.float64))
+    return pairs, index
+
+
+def _truncation(inputs, rows, doc_rows, store, encoder, lq, ld) -> dict[str, float]:
+    qids = [q for split in inputs.folds.values() for q in split]
+    qlen = np.array([encoder.encode_with_length(inputs.topics[q], max_length=lq)[1] for q in qids])
+    all_rows = np.unique(np.concatenate([*rows.values(), doc_rows]).astype(np.int64))
+    dlen = np.asarray(store.lengths[all_rows])
+    return {
+        "queries": float(len(qlen)),
+        "queries_truncated": float(np.mean(qlen > lq)),
+        "query_length_p50": float(np.median(qlen)),
+        "query_length_p90": float(np.percentile(qlen, 90)),
+        "max_query_length": float(lq),
+        "documents": float(len(dlen)),
+        "documents_truncated": float(np.mean(dlen > ld)),
+        "document_length_p50": float(np.median(dlen)),
+        "document_length_p90": float(np.percentile(dlen, 90)),
+        "max_doc_length": float(ld),
+    }
+
+
+_LIMITS = {
+    "queries": ("max_query_length", "query_length_p90"),
+    "documents": ("max_doc_length", "document_length_p90"),
+}
+
+
+def _warn_truncation(stats: dict[str, float], threshold: float) -> None:
+    for kind, (limit, p90) in _LIMITS.items():
+        share = stats[f"{kind}_truncated"]
+        if share > threshold:
+            log.warning(
+                "%.1f%% of %s are longer than %s=%d tokens and are cut (90th percentile: %d "
+                "tokens); raise it, or accept the loss",
+                100 * share, kind, limit, stats[limit], stats[p90],
+            )  # fmt: skip

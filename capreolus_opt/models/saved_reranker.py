@@ -1,0 +1,123 @@
+"""A trained reranker reloaded from its workdir, and reranking a first-stage run with it.
+
+Training (``training/selection.py``) keeps the best model by the dev metric in
+``<workdir>/best/``: ``model.weights.npz`` (every variable by path), ``reranker.json`` (the
+builder's arguments and maximum lengths) and ``vocab.txt`` (the encoder). ``load_reranker``
+rebuilds the model and restores every weight with ``training.weights.restore_weights``, which
+fails loudly on any missing, extra or differently shaped variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from capreolus_opt.data.errors import DataError
+from capreolus_opt.data.tokenizer import Vocabulary
+from capreolus_opt.data.trec.formats import read_run, read_topics
+from capreolus_opt.data.trec.runfile import top_k
+from capreolus_opt.data.trec.store import tokenized_collection
+
+
+@dataclasses.dataclass
+class SavedReranker:
+    model: Any
+    encoder: Vocabulary
+    max_query_length: int
+    max_doc_length: int
+    best: dict[str, Any]
+
+
+def load_reranker(workdir: str) -> SavedReranker:
+    """The best model of the training run whose workdir is ``workdir``.
+
+    Raises:
+        ValueError: ``workdir`` holds no saved reranker, or its files do not match each other.
+    """
+    from capreolus_opt.models.encoder import build_reranker
+    from capreolus_opt.training.weights import restore_weights
+
+    best = os.path.join(workdir, "best")
+    spec_path = os.path.join(best, "reranker.json")
+    if not os.path.isfile(spec_path):
+        raise ValueError(
+            f"{workdir} holds no saved reranker ({spec_path} is missing): only runs over "
+            "TrecRerankingData keep their best model"
+        )
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    if spec.get("builder") != "build_reranker":
+        raise ValueError(
+            f"{spec_path}: the model came from a custom RerankingTask.model_builder, which "
+            "rerank cannot rebuild without its gin configuration"
+        )
+    model = build_reranker(**spec["model"])
+    restore_weights(model, os.path.join(best, "model.weights.npz"))
+    with open(os.path.join(best, "best.json"), encoding="utf-8") as f:
+        best_info = json.load(f)
+    return SavedReranker(
+        model=model,
+        encoder=Vocabulary.from_file(os.path.join(best, "vocab.txt")),
+        max_query_length=int(spec["max_query_length"]),
+        max_doc_length=int(spec["max_doc_length"]),
+        best=best_info,
+    )
+
+
+def rerank_run(
+    reranker: SavedReranker,
+    *,
+    first_stage_run: str,
+    topics: str,
+    collection: str,
+    k: int,
+    batch_size: int = 256,
+    cache_dir: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """Model scores of the top ``k`` candidates of every query of ``first_stage_run``.
+
+    Raises ``DataError`` for a malformed file, a query missing from ``topics`` or a document
+    missing from ``collection``.
+    """
+    run = top_k(read_run(first_stage_run), k)
+    texts = read_topics(topics)
+    missing = sorted(q for q in run if q not in texts)
+    if missing:
+        raise DataError(
+            first_stage_run,
+            None,
+            f"{len(missing)} queries are not in {topics}, e.g. {missing[0]!r}",
+        )
+    store = tokenized_collection(
+        collection,
+        encoder=reranker.encoder,
+        max_length=reranker.max_doc_length,
+        cache_dir=cache_dir,
+    )
+    qids = [q for q in sorted(run) for _ in run[q]]
+    docids = [d for q in sorted(run) for d in run[q]]
+    rows = store.rows(docids)
+    if (rows < 0).any():
+        i = int(np.argmax(rows < 0))
+        raise DataError(
+            first_stage_run, None, f"document {docids[i]!r} (query {qids[i]!r}) is not in "
+            f"{collection}"
+        )  # fmt: skip
+    lq = reranker.max_query_length
+    encoded = {q: reranker.encoder.encode(texts[q], max_length=lq) for q in run}
+    scores = np.empty((len(qids),), np.float64)
+    for start in range(0, len(qids), batch_size):
+        stop = min(start + batch_size, len(qids))
+        batch = {
+            "query": np.stack([encoded[q] for q in qids[start:stop]]),
+            "document": np.asarray(store.tokens[rows[start:stop]]),
+        }
+        scores[start:stop] = np.asarray(reranker.model(batch, training=False), np.float64)
+    out: dict[str, dict[str, float]] = {}
+    for qid, docid, score in zip(qids, docids, scores, strict=True):
+        out.setdefault(qid, {})[docid] = float(score)
+    return out

@@ -1,0 +1,62 @@
+"""A model's weights as one ``.npz`` file keyed by variable path, restored with every check.
+
+``tf.train.Checkpoint(model=model).restore`` on a training checkpoint restores only the
+variables it reaches through ``model`` first (10 of 42 tensors for the reranker: the rest are
+stored under ``optimizer/_trainable_variables/``) and says nothing about the others. Here every
+variable is saved under its Keras ``path``; ``restore_weights`` requires the same set of paths,
+the same shapes and dtypes, and assigns all of them, or raises naming the differences. A leading
+``<model name>/`` (Sequential models add it, and auto-named models differ within a process) is
+left out of the keys.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+
+def _key(model: keras.Model, variable: keras.Variable) -> str:
+    return variable.path.removeprefix(f"{model.name}/")
+
+
+def save_weights(model: keras.Model, path: str) -> str:
+    """Writes every variable of ``model`` (trainable or not) to ``path`` (atomically)."""
+    values = {
+        _key(model, v): np.asarray(keras.ops.convert_to_numpy(v.value)) for v in model.variables
+    }
+    if len(values) != len(model.variables):
+        raise ValueError(f"{model.name} has variables with the same path; cannot save by path")
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **values)
+    os.replace(tmp, path)
+    return path
+
+
+def restore_weights(model: keras.Model, path: str) -> int:
+    """Assigns every variable of ``model`` from ``path``; returns how many were restored.
+
+    Raises:
+        ValueError: a variable is missing from the file or the file has one the model does not,
+            or a shape/dtype differs (the message lists them).
+    """
+    with np.load(path) as stored:
+        saved = {name: stored[name] for name in stored.files}
+    own = {_key(model, v): v for v in model.variables}
+    problems = [f"missing in file: {p}" for p in sorted(own.keys() - saved.keys())]
+    problems += [f"not in model: {p}" for p in sorted(saved.keys() - own.keys())]
+    for name in sorted(own.keys() & saved.keys()):
+        var, value = own[name], saved[name]
+        if tuple(var.shape) != value.shape or np.dtype(var.dtype) != value.dtype:
+            problems.append(
+                f"{name}: model {tuple(var.shape)} {var.dtype}, file {value.shape} {value.dtype}"
+            )
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; ... {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise ValueError(f"{path} does not match model {model.name!r}: {shown}")
+    for name, var in own.items():
+        var.assign(saved[name])
+    return len(own)
