@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from capreolus_opt.runs.artifacts import mongo_artifacts
 from capreolus_opt.runs.records import LoadProblem, MetricSeries, RecordError, Run, build_run
 from capreolus_opt.runs.records import check_series as _check_series
 
@@ -90,6 +91,7 @@ def read_mongo(
                         metrics=series,
                     )
                 )
+                runs[-1].artifacts = mongo_artifacts(db, doc)  # runs/per_query.py
             except RecordError as exc:
                 problems.append(LoadProblem(location, str(exc)))
     except pymongo.errors.PyMongoError as exc:
