@@ -105,7 +105,14 @@ def plot_handler(args: argparse.Namespace) -> int:
         selected = compare.filter_runs(runs, args.where, args.status)
         if not selected:
             return _fail("no runs match the --where/--status filters", 1)
-        plot.plot_runs(selected, args.metric, args.output)
+        if args.group_by is None:
+            plot.plot_runs(selected, args.metric, args.output)
+        else:  # issue 10: mean and band per group of seeds
+            from capreolus_opt.runs import group_plot, groups
+
+            names = plot.plot_metric_names(selected, args.metric)
+            found = groups.group_runs(selected, args.group_by)
+            group_plot.plot_groups(found, names, args.output, band=args.band)
     except ValueError as exc:
         return _fail(str(exc), 1)
     print(f"wrote {args.output} ({len(selected)} runs)")
@@ -255,6 +262,15 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
     _add_selection(p)
+    p.add_argument(
+        "--group-by", nargs="*", default=None, metavar="NAME",
+        help="one line per group (mean over its runs) with a band; no NAME: runs that differ "
+        "only in train.seed",
+    )  # fmt: skip
+    p.add_argument(
+        "--band", default="std", choices=("std", "ci", "none"),
+        help="band around group means: ± one std (default) or the 95%% CI of the mean",
+    )  # fmt: skip
     p.set_defaults(func=plot_handler)
 
     p = subparsers.add_parser("sweep", help="train one tracked run per gin-binding grid point")
