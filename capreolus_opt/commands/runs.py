@@ -68,6 +68,14 @@ def _table_for(runs: Any, args: argparse.Namespace) -> str:
     metrics, unmatched = compare.select_metrics(selected, args.metric)
     for pattern in unmatched:
         print(f"note: metric {pattern!r} matches no logged metric", file=sys.stderr)
+    if args.group_by is not None or args.baseline or args.format == "latex":
+        from capreolus_opt.runs.group_report import grouped_report  # issue 10: seed groups
+
+        group_by = [] if args.group_by is None and args.baseline else args.group_by
+        return grouped_report(
+            selected, metrics, group_by=group_by, baseline=args.baseline, fmt=args.format,
+            sort=args.sort, alpha=args.alpha,
+        )  # fmt: skip
     columns, rows = compare.compare_rows(selected, metrics)
     if args.sort:
         rows = compare.sort_rows(columns, rows, args.sort)
@@ -120,7 +128,14 @@ def plot_handler(args: argparse.Namespace) -> int:
         selected = compare.filter_runs(runs, args.where, args.status)
         if not selected:
             return _fail("no runs match the --where/--status filters", 1)
-        plot.plot_runs(selected, args.metric, args.output)
+        if args.group_by is None:
+            plot.plot_runs(selected, args.metric, args.output)
+        else:  # issue 10: mean and band per group of seeds
+            from capreolus_opt.runs import group_plot, groups
+
+            names = plot.plot_metric_names(selected, args.metric)
+            found = groups.group_runs(selected, args.group_by)
+            group_plot.plot_groups(found, names, args.output, band=args.band)
     except ValueError as exc:
         return _fail(str(exc), 1)
     except OSError as exc:
@@ -139,7 +154,9 @@ def sweep_handler(args: argparse.Namespace) -> int:
 
     try:
         observers = observer_urls(args.observer)
-        points = sweep.grid_points(args.grid)
+        if not args.grid and not args.seeds:
+            raise ValueError("sweep needs --grid NAME=[...] or --seeds N (or both)")
+        points = sweep.with_seeds(sweep.grid_points(args.grid), args.seeds, args.gin_param)
         for url in observers:
             parse_location(url)  # train's own rules: refuse before starting any point
     except ValueError as exc:
@@ -178,6 +195,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
         from capreolus_opt.runs.load import RunList
 
         args.where, args.status = [], []
+        if args.seeds > 1 and args.group_by is None:
+            args.group_by = []  # one row per point: mean, std and CI over its seeds
         try:
             _write(_table_for(RunList(runs), args))
         except ValueError as exc:  # e.g. an unknown --sort column: the runs are recorded anyway
@@ -208,8 +227,29 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
         help="sort by a column (a metric name means its :final column); descending: --sort=-COL",
     )  # fmt: skip
     parser.add_argument(
-        "--format", default="table", choices=("table", "csv", "json", "markdown"),
-        help="output format (default: table)",
+        "--format", default="table", choices=("table", "csv", "json", "markdown", "latex"),
+        help="output format (default: table); with groups, markdown and latex give a paper "
+        "table (mean ± std, best bold, significance marks explained in a footnote)",
+    )  # fmt: skip
+    _add_group_options(parser)
+
+
+def _add_group_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--group-by", nargs="*", default=None, metavar="NAME",
+        help="one row per group of runs: n, mean, std and 95%% CI of each metric's final value; "
+        "groups share the values of these hyperparameters (no NAME: runs that differ only in "
+        "train.seed); put SOURCEs before this option",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", default=None, metavar="RUN_OR_GROUP",
+        help="compare every group with this one (a group id such as g1, a run UUID prefix, or "
+        "NAME=VALUE): difference and p-value (paired t and randomisation tests over queries "
+        "when per-query metrics exist, else Welch over seeds; Holm-corrected)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alpha", type=float, default=0.05,
+        help="significance level of the paper tables' markers (default 0.05)",
     )  # fmt: skip
 
 
@@ -247,13 +287,27 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
     _add_selection(p)
+    p.add_argument(
+        "--group-by", nargs="*", default=None, metavar="NAME",
+        help="one line per group (mean over its runs) with a band; no NAME: runs that differ "
+        "only in train.seed",
+    )  # fmt: skip
+    p.add_argument(
+        "--band", default="std", choices=("std", "ci", "none"),
+        help="band around group means: ± one std (default) or the 95%% CI of the mean",
+    )  # fmt: skip
     p.set_defaults(func=plot_handler)
 
     p = subparsers.add_parser("sweep", help="train one tracked run per gin-binding grid point")
     p.add_argument("config", metavar="CONFIG.gin")
     p.add_argument(
-        "--grid", action="append", required=True, metavar="'NAME=[v1, v2]'",
+        "--grid", action="append", default=[], metavar="'NAME=[v1, v2]'",
         help="a binding and its values as gin literals; several --grid form a product",
+    )  # fmt: skip
+    p.add_argument(
+        "--seeds", type=int, default=0, metavar="N",
+        help="run every grid point N times, with train.seed = 0..N-1 (the table then groups "
+        "them: mean, std and CI over the seeds)",
     )  # fmt: skip
     p.add_argument("--gin_param", action="append", default=[], help="binding for every point")
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="processes at once")

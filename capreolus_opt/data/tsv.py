@@ -17,10 +17,10 @@ The vocabulary is built from the training file's queries and documents (``min_co
 ``max_vocab_size``; PAD = 0, UNK = 1) unless ``vocab_path`` names a one-token-per-line file.
 Unknown tokens map to UNK. A ``tokenizer`` (e.g. a pretrained BERT's WordPiece,
 ``data.wordpiece.WordPieceTokenizer``) replaces the vocabulary: anything with ``len()``,
-``pad_id`` and ``encode_batch(texts, max_length=)``. A first line of column names (every field one of ``HEADER_WORDS``,
-e.g. ``query<TAB>positive<TAB>negative``) is a header and skipped. A malformed line, invalid
-UTF-8, a file without examples, or an evaluation file in which no document has a label > 0
-(every metric would be 0.0) raise ``DataError("FILE:LINE: ...")`` (a ``ValueError``) saying what
+``pad_id`` and ``encode_batch(texts, max_length=)``. A first line of column names (every field
+one of ``HEADER_WORDS``, e.g. ``query<TAB>positive<TAB>negative``) is a header and skipped. A
+malformed line, invalid UTF-8, a file without examples, or an evaluation file in which no
+document has a label > 0 (every metric would be 0.0) raise ``DataError("FILE:LINE: ...")`` (a ``ValueError``) saying what
 was expected.
 """
 

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from capreolus_opt.runs.per_query import ArtifactAccess
 from capreolus_opt.runs.records import (
     LoadProblem,
     MetricSeries,
@@ -72,7 +73,7 @@ def read_run_folder(path: str, source: str) -> Run:
     config = _load_json(os.path.join(path, "config.json"), required=True)
     info = _load_json(os.path.join(path, "info.json"), required=False)
     metrics = _metrics(_load_json(os.path.join(path, "metrics.json"), required=False))
-    return build_run(
+    built = build_run(
         source=source,
         sacred_id=os.path.basename(path),
         status=run.get("status"),
@@ -83,6 +84,20 @@ def read_run_folder(path: str, source: str) -> Run:
         result=run.get("result"),
         metrics=metrics,
     )
+    built.artifacts = _artifacts(path, run.get("artifacts"))
+    return built
+
+
+def _artifacts(folder: str, names: Any) -> ArtifactAccess | None:
+    # Sacred's FileStorageObserver copies each artifact into the run folder under its name.
+    if not isinstance(names, list) or not names:
+        return None
+
+    def read(name: str) -> bytes:
+        with open(os.path.join(folder, name), "rb") as handle:
+            return handle.read()
+
+    return ArtifactAccess([n for n in names if isinstance(n, str)], read)
 
 
 def read_file_storage(root: str) -> tuple[list[Run], list[LoadProblem]]:

@@ -94,6 +94,8 @@ def _merge(into: Run, other: Run) -> None:
     into.stop_time = into.stop_time or other.stop_time
     if not into.group_table:
         into.group_table = other.group_table
+    if into.artifacts is None:
+        into.artifacts = other.artifacts
     for name, series in other.metrics.items():
         if len(series) > len(into.metrics.get(name, ())):
             into.metrics[name] = series

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from capreolus_opt.runs.compare import format_value, select_metrics
+from capreolus_opt.runs.group_plot import add_outside_legend
 from capreolus_opt.runs.records import Run, differing_hparams
 
 
@@ -37,6 +38,19 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def plot_metric_names(runs: Sequence[Run], metrics: Sequence[str]) -> list[str]:
+    """The metric names ``metrics`` expands to that some run logged a series of.
+
+    Raises:
+        ValueError: when there is none.
+    """
+    names, _ = select_metrics(runs, metrics)
+    names = [n for n in names if any(len(r.metrics.get(n, ())) for r in runs)]
+    if not names:
+        raise ValueError(f"metrics {list(metrics)} match no logged series of the {len(runs)} runs")
+    return names
+
+
 def plot_runs(
     runs: Sequence[Run], metrics: Sequence[str], output: str | None = None, *, columns: int = 2
 ) -> Any:
@@ -51,13 +65,10 @@ def plot_runs(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    names, unmatched = select_metrics(runs, metrics)
-    names = [n for n in names if any(len(r.metrics.get(n, ())) for r in runs)]
-    if not names:
-        raise ValueError(f"metrics {list(metrics)} match no logged series of the {len(runs)} runs")
+    names = plot_metric_names(runs, metrics)
     ncols = max(1, min(columns, len(names)))
     nrows = math.ceil(len(names) / ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows), layout="constrained")
+    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     labels = run_labels(runs)
     for index, name in enumerate(names):
@@ -73,7 +84,8 @@ def plot_runs(
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+    # Below the panels, shared: legends inside covered the curves with 3+ runs (issue 10).
+    add_outside_legend(fig, fig.axes)
     if output is not None:
         fig.savefig(output, dpi=90)
     return fig

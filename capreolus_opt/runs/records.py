@@ -97,6 +97,23 @@ class Run:
     workdir: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Per-query artifacts (runs/per_query.py): names and lazy reader, set by the observer readers.
+    artifacts: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def per_query(self, metric: str) -> dict[str, float] | None:
+        """``{qid: value}`` of ``metric`` (``test/nDCG@10``) from the run's
+        ``per_query_<split>.tsv`` artifact; None when the run has no such values.
+
+        Raises:
+            per_query.PerQueryError: when the artifact exists but breaks the format.
+        """
+        from capreolus_opt.runs import per_query
+
+        target = per_query.artifact_name(metric)
+        if target is None or self.artifacts is None:
+            return None
+        table = self.artifacts.table(target[0])
+        return None if table is None else per_query.lookup(table, target[1])
 
     @property
     def short_id(self) -> str:

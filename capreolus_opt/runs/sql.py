@@ -17,6 +17,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from capreolus_opt.runs.artifacts import attach_sql_artifacts
 from capreolus_opt.runs.records import (
     LoadProblem,
     MetricSeries,
@@ -131,6 +132,7 @@ def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
                     )
                 except RecordError as exc:
                     problems.append(LoadProblem(f"{shown} run.id={pk}", str(exc)))
+            attach_sql_artifacts(conn, location, runs)  # per-query files (runs/per_query.py)
     except sa.exc.SQLAlchemyError as exc:
         return runs, [*problems, LoadProblem(shown, f"cannot read database: {mask_urls(str(exc))}")]
     finally:

@@ -106,6 +106,23 @@ def grid_points(specs: Sequence[str]) -> list[list[str]]:
     ]
 
 
+def with_seeds(points: Sequence[list[str]], seeds: int, extra: Sequence[str] = ()) -> list:
+    """Each point repeated with ``train.seed = 0 .. seeds-1`` (``--seeds``; 0 = as given).
+
+    Raises:
+        ValueError: for a negative count, or when the grid or ``extra`` bindings already bind
+            ``train.seed`` (the two would disagree about which seed a run used).
+    """
+    if seeds < 0:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if seeds == 0:
+        return list(points)
+    for binding in [*extra, *(b for point in points for b in point)]:
+        if binding.partition("=")[0].strip() == "train.seed":
+            raise ValueError(f"--seeds {seeds} conflicts with the binding {binding!r}")
+    return [[*point, f"train.seed = {seed}"] for point in points for seed in range(seeds)]
+
+
 @dataclasses.dataclass
 class PointResult:
     """Outcome of one grid point's training process."""
