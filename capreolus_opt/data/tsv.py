@@ -20,8 +20,8 @@ Unknown tokens map to UNK. A ``tokenizer`` (e.g. a pretrained BERT's WordPiece,
 ``pad_id`` and ``encode_batch(texts, max_length=)``. A first line of column names (every field
 one of ``HEADER_WORDS``, e.g. ``query<TAB>positive<TAB>negative``) is a header and skipped. A
 malformed line, invalid UTF-8, a file without examples, or an evaluation file in which no
-document has a label > 0 (every metric would be 0.0) raise ``DataError("FILE:LINE: ...")`` (a ``ValueError``) saying what
-was expected.
+document has a label > 0 (every metric would be 0.0) raise ``DataError("FILE:LINE: ...")``
+(a ``ValueError``) saying what was expected.
 """
 
 from __future__ import annotations
