@@ -94,6 +94,8 @@ class Run:
     metrics: dict[str, MetricSeries]
     result: dict[str, float]
     resumed_from: str | None = None
+    #: why an INTERRUPTED run stopped early when something chose to stop it (``"pruned"``)
+    stopped_reason: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -229,9 +231,14 @@ def build_run(
         metrics=dict(metrics),
         result=clean_result,
         resumed_from=info.get("resumed_from"),
+        stopped_reason=_text_or_none(info.get("stopped_reason")),
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def differing_hparams(runs: Iterable[Run]) -> list[str]:
