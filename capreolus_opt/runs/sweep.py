@@ -24,7 +24,10 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-_NAME = re.compile(r"^[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*$")
+# ``Configurable.param`` (scoped: ``scope/Configurable.param``) or a gin macro's name in capitals
+# (``ENCODER_LR``, bound as ``ENCODER_LR = 1e-3`` and used as ``%ENCODER_LR``); a lower-case bare
+# name is more likely a parameter missing its configurable (``learning_rate``) and is refused.
+_NAME = re.compile(r"^([A-Z_][A-Z0-9_]*|[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*)$")
 _PAIRS = {"[": "]", "(": ")", "{": "}"}
 # What `capreolus-opt train` prints once the run ends (tracking/cli.py).
 _RUN_LINE = re.compile(r"^run ([0-9a-f]{32}) (COMPLETED|FAILED|INTERRUPTED)\b", re.MULTILINE)
@@ -77,7 +80,8 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
     name, rest = name.strip(), rest.strip()
     if not sep or not _NAME.match(name):
         raise ValueError(
-            f"--grid {spec!r} is not of the form 'Configurable.param=[value, ...]' (name {name!r})"
+            f"--grid {spec!r} is not of the form 'Configurable.param=[value, ...]' or "
+            f"'MACRO=[value, ...]' with MACRO in capitals (name {name!r})"
         )
     if rest.startswith("[") and rest.endswith("]"):
         values = [v for v in split_top_level(rest[1:-1]) if v]
@@ -127,16 +131,35 @@ def train_command(
     """The argv that trains one point (the current interpreter, so the same environment).
 
     ``workdir`` is passed as ``--workdir`` when given; points must not share one, since train
-    resumes from a checkpoint it finds there.
+    resumes from a checkpoint it finds there. When an observer URL holds a password, no URL goes
+    on the argv (visible to every user in ``ps``): :func:`observer_env` carries them instead.
     """
     argv = [sys.executable, "-m", "capreolus_opt.cli", "train", config]
     if workdir:
         argv += ["--workdir", workdir]
     for binding in [*extra, *bindings]:
         argv += ["--gin_param", binding]
-    for url in observers:
+    for url in [] if hides_urls(observers) else observers:
         argv += ["--observer", url]
     return argv
+
+
+def hides_urls(observers: Sequence[str]) -> bool:
+    """Whether some observer URL holds a password (then URLs travel in the environment)."""
+    from urllib.parse import urlsplit
+
+    return any(urlsplit(url).password for url in observers if "://" in url)
+
+
+def observer_env(observers: Sequence[str]) -> dict[str, str] | None:
+    """The environment for the points' processes: ``CAPREOLUS_OBSERVERS`` (read by ``train``)
+    when :func:`hides_urls`, else None (inherit)."""
+    import json
+    import os
+
+    if not hides_urls(observers):
+        return None
+    return {**os.environ, "CAPREOLUS_OBSERVERS": json.dumps(list(observers))}
 
 
 def run_points(
@@ -144,15 +167,22 @@ def run_points(
     points: Sequence[list[str]],
     parallel: int,
     on_done: Callable[[int, PointResult], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> list[PointResult]:
-    """Run every argv (at most ``parallel`` at once); never raises for a failing process."""
+    """Run every argv (at most ``parallel`` at once, in ``env``); never raises for a failing
+    process."""
     if parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {parallel}")
 
     def one(index: int) -> PointResult:
         try:
             proc = subprocess.run(
-                argvs[index], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+                argvs[index],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
             result = PointResult(points[index], proc.returncode, proc.stdout + proc.stderr)
         except OSError as exc:

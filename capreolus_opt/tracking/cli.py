@@ -7,11 +7,17 @@ Without ``--observer`` the run is recorded in a FileStorage folder at ``./runs``
 0 COMPLETED, 1 FAILED, 2 bad input or an unreachable observer (nothing recorded), 130
 INTERRUPTED (SIGINT/SIGTERM; checkpoint written, metrics flushed). Importing this module does
 not import TensorFlow (``capreolus-opt --help`` stays fast).
+
+Observer URLs may also come from the environment variable ``CAPREOLUS_OBSERVERS`` (a JSON list),
+used when no ``--observer`` is given: launchers pass URLs holding passwords that way, since a
+child's argv is visible to every user in ``ps``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import traceback
@@ -19,6 +25,7 @@ import uuid
 from typing import Any
 
 DEFAULT_OBSERVER = "file://runs"
+OBSERVERS_ENV = "CAPREOLUS_OBSERVERS"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -70,13 +77,24 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
 
     install_log_redaction()
     try:
-        observers = observers_from_urls(args.observer or [DEFAULT_OBSERVER])
+        observers = observers_from_urls(args.observer or _env_observers() or [DEFAULT_OBSERVER])
     except ValueError as exc:
         return _error(str(exc))
     try:
         return _train(args, observers, backend or _gin_bindings())
     finally:
         close_observers(observers)
+
+
+def _env_observers() -> list[str]:
+    text = os.environ.get(OBSERVERS_ENV, "")
+    try:
+        urls = json.loads(text) if text else []
+    except json.JSONDecodeError:
+        urls = None
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ValueError(f"{OBSERVERS_ENV} must hold a JSON list of observer URLs.")
+    return urls
 
 
 def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
@@ -86,7 +104,8 @@ def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
     from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
 
     gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
-    info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex}
+    # ``run_info`` (not a command-line option): launchers choose the UUID and add their links.
+    info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex, **getattr(args, "run_info", {})}
     if args.resume:
         if gin_files:
             return _error("--resume takes the gin files of the run it continues; give no CONFIG.")
@@ -121,7 +140,11 @@ def _train(args: argparse.Namespace, observers: list, backend: Any) -> int:
             info=info,
             options={"--capture": args.capture},
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        reason = getattr(exc, "stopped_reason", "")  # e.g. "pruned" by a search (tune)
+        if reason:
+            print(f"run {info['run_uuid']} INTERRUPTED ({reason}): {exc}")
+            return EXIT_INTERRUPTED
         print(f"run {info['run_uuid']} INTERRUPTED; resume with --resume {info['run_uuid']}")
         return EXIT_INTERRUPTED
     except Exception:
