@@ -150,7 +150,8 @@ def handle_tune(args: argparse.Namespace) -> int:
     code = _launch(args, spec)
     if code is None:  # submitted without waiting
         return 0
-    _show_status(args, storage)
+    if code != 2:
+        _show_status(args, storage)
     return code
 
 
@@ -166,8 +167,6 @@ def _launch(args: argparse.Namespace, spec: Any) -> int | None:
         from capreolus_opt.launchers.local import run_workers
 
         return run_workers(spec, args.workers)
-    from capreolus_opt.cli import import_tensorflow_quietly
     from capreolus_opt.search.worker import run_worker
 
-    import_tensorflow_quietly()
     return run_worker(spec)

@@ -68,9 +68,13 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def make_executor(args: argparse.Namespace, n_tasks: int) -> Any:
     """A submitit ``SlurmExecutor`` for an array of ``n_tasks`` with the flags' resources."""
+    import shutil
+
     import submitit
 
     check_arguments(args)
+    if shutil.which("sbatch") is None:
+        raise ValueError("--launcher slurm needs Slurm's sbatch on PATH (none found)")
     folder = Path(args.slurm_folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
@@ -94,6 +98,17 @@ def make_executor(args: argparse.Namespace, n_tasks: int) -> Any:
     params.update({k: v for k, v in optional.items() if v is not None})
     executor.update_parameters(**params)
     return executor
+
+
+def submit_array(executor: Any, fn: Callable, payloads: Sequence[Any]) -> list:
+    """``executor.map_array`` with sbatch's refusal (bad partition, resources) as ValueError."""
+    try:
+        return executor.map_array(fn, payloads)
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip()
+        raise ValueError(f"sbatch refused the job array: {detail or exc}") from None
+    except Exception as exc:  # submitit wraps sbatch's failure in its own error types
+        raise ValueError(f"sbatch refused the job array: {exc}") from None
 
 
 def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
@@ -208,7 +223,7 @@ def submit_sweep(
         }
         for index, (point, workdir) in enumerate(zip(points, workdirs, strict=True))
     ]  # fmt: skip
-    jobs = executor.map_array(sweep_point_job, payloads)
+    jobs = submit_array(executor, sweep_point_job, payloads)
     print(f"submitted Slurm job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} points)")
     if args.no_wait:
         return None
@@ -235,7 +250,7 @@ def submit_tune(args: argparse.Namespace, spec: Any, n_workers: int) -> int | No
     specs = [
         dataclasses.replace(spec, worker_index=i, parallel=True).to_json() for i in range(n_workers)
     ]
-    jobs = executor.map_array(tune_worker_job, specs)
+    jobs = submit_array(executor, tune_worker_job, specs)
     print(f"submitted Slurm job array {jobs[0].job_id.split('_')[0]} ({n_workers} workers)")
     if args.no_wait:
         return None

@@ -189,19 +189,31 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
     """Train trials of ``spec.study`` until it holds ``spec.n_trials``; return an exit code
     (0 done, 1 some trial's run FAILED, 2 bad input, 130 interrupted: the trial will resume)."""
     from capreolus_opt.search.storage import StorageError
+    from capreolus_opt.tracking.redact import REDACTOR
 
     try:
         study, dims = open_study(spec)
     except (StorageError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {REDACTOR.redact(str(exc))}", file=sys.stderr)
         return trials.EXIT_BAD_INPUT
-    if backend is None:
+    except Exception as exc:  # an unreachable server, a driver error: nothing was started
+        cause = REDACTOR.redact(f"{type(exc).__name__}: {exc}")
+        print(f"error: cannot open study {spec.study!r}: {cause}", file=sys.stderr)
+        return trials.EXIT_BAD_INPUT
+    if backend is None:  # TensorFlow only once the study opened (a bad storage fails fast)
         import importlib
 
+        from capreolus_opt.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
         backend = importlib.import_module("capreolus_opt.gin_bindings")
     stop: list[int] = []
     failed = 0
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    # Between trials a signal only stops the loop (a trial's training handles its own).
+    previous = {
+        s: signal.signal(s, lambda signum, frame: stop.append(signum))
+        for s in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         while not stop and not _study_full(study, spec.n_trials):
             trial = study.ask()
@@ -217,7 +229,8 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
                 return code
             failed += outcome.returncode == trials.EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if stop:
         return trials.EXIT_INTERRUPTED
     return trials.EXIT_FAILED if failed else trials.EXIT_OK
@@ -236,11 +249,9 @@ def main() -> int:
         print(f"error: {SPEC_ENV} is not set (this module is started by capreolus-opt tune)",
               file=sys.stderr)  # fmt: skip
         return trials.EXIT_BAD_INPUT
-    from capreolus_opt.cli import import_tensorflow_quietly
     from capreolus_opt.tracking.redact import install_log_redaction
 
     install_log_redaction()
-    import_tensorflow_quietly()
     return run_worker(SearchSpec.from_json(text))
 
 

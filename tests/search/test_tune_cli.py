@@ -39,6 +39,10 @@ def test_bad_input_exits_2_before_anything_starts(tmp_path):
     assert metric.returncode == 2 and "eval/ metric" in metric.stderr
     grid = tune(config, *common, "--storage", "journal://s.log", "--sampler", "grid", cwd=tmp_path)
     assert grid.returncode == 2 and "needs a list of values" in grid.stderr
+    down = tune(config, *common, "--storage", "postgresql://me:hunter2@127.0.0.1:1/optuna",
+                cwd=tmp_path)  # fmt: skip
+    assert down.returncode == 2 and "cannot open study 's'" in down.stderr
+    assert "hunter2" not in down.stderr and "hunter2" not in down.stdout
     assert not (tmp_path / "s.log").exists() and not (tmp_path / "runs").exists()
 
 
@@ -68,6 +72,8 @@ def test_trials_link_runs_the_pruner_stops_a_bad_one_and_the_study_resumes(tmp_p
         # The macro reached every group: the group lrs are what the trial suggested.
         assert run.hparams["AdamMultilr.pattern_lrs[1].lr"] == trial.params["LR"]
         assert run.hparams["AdamMultilr.learning_rate"] == trial.params["LR"]
+        # Trials share one process: the second model's variables keep their paths, so groups.
+        assert {row["group"] for row in run.group_table} == {"embedding", "encoder", "default"}
     done, pruned = (runs[t.user_attrs["run_uuid"]] for t in trials)
     assert done.status == "COMPLETED" and trials[0].value == done.result["ndcg@10"]
     assert pruned.status == "INTERRUPTED" and pruned.stopped_reason == "pruned"
