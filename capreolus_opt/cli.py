@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "capreolus_opt.commands.groups",  # groups
     "capreolus_opt.commands.runs",  # compare, diff, plot, sweep
     "capreolus_opt.commands.rerank",  # rerank
+    "capreolus_opt.commands.tune",  # tune
 )
 
 

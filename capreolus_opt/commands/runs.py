@@ -165,13 +165,11 @@ def sweep_handler(args: argparse.Namespace) -> int:
         return _fail(f"--parallel must be >= 1, got {args.parallel}")
     if not os.path.isfile(args.config):
         return _fail(f"gin file {args.config!r} does not exist")
+    workdirs = [sweep.point_workdir(args.workdir_root) if args.workdir_root else "" for _ in points]
     argvs = [
-        sweep.train_command(
-            args.config, point, args.gin_param,
-            workdir=sweep.point_workdir(args.workdir_root) if args.workdir_root else "",
-        )
-        for point in points
-    ]  # fmt: skip
+        sweep.train_command(args.config, point, args.gin_param, workdir=workdir)
+        for point, workdir in zip(points, workdirs, strict=True)
+    ]
     if args.dry_run:
         print("\n".join(sweep.shown_command(argv, observers) for argv in argvs))
         return 0
@@ -185,8 +183,18 @@ def sweep_handler(args: argparse.Namespace) -> int:
             print("    " + tail.replace("\n", "\n    "), file=sys.stderr, flush=True)
 
     started = sweep.utcnow()
-    env = sweep.observer_environment(observers)
-    results = sweep.run_points(argvs, points, args.parallel, on_done=report, env=env)
+    if args.launcher == "slurm":
+        from capreolus_opt.launchers.slurm import submit_sweep
+
+        try:
+            results = submit_sweep(args, points, observers, workdirs, report)
+        except ValueError as exc:
+            return _fail(str(exc))
+        if results is None:  # --no-wait
+            return 0
+    else:
+        env = sweep.observer_environment(observers)
+        results = sweep.run_points(argvs, points, args.parallel, on_done=report, env=env)
     failed = sum(r.returncode != 0 for r in results)
     print(f"{len(points) - failed} of {len(points)} points succeeded")
     uuids = [r.run_uuid for r in results if r.run_uuid]
@@ -323,4 +331,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the train commands only")
     _add_table_options(p)
+    from capreolus_opt.launchers.slurm import add_launcher_arguments
+
+    add_launcher_arguments(p)
     p.set_defaults(func=sweep_handler)

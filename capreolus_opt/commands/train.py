@@ -117,7 +117,8 @@ def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: 
     from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
 
     gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
-    info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex}
+    # ``run_info`` (not a command-line option): launchers choose the UUID and add their links.
+    info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex, **getattr(args, "run_info", {})}
     if args.resume:
         if gin_files:
             return _error("--resume takes the gin files of the run it continues; give no CONFIG.")
@@ -155,7 +156,11 @@ def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: 
             info=info,
             options={"--capture": args.capture},
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        reason = getattr(exc, "stopped_reason", "")  # e.g. "pruned" by a search (tune)
+        if reason:
+            print(f"run {info['run_uuid']} INTERRUPTED ({reason}): {exc}")
+            return EXIT_INTERRUPTED
         print(f"run {info['run_uuid']} INTERRUPTED; resume with --resume {info['run_uuid']}")
         return EXIT_INTERRUPTED
     except Exception:

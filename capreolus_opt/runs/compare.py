@@ -1,6 +1,7 @@
 """The ``compare`` table: one row per run, only the hyperparameters that differ, metric summaries.
 
-Columns: ``run`` (UUID; its first 8 hex digits in text tables), ``status``, ``duration_s``, each
+Columns: ``run`` (UUID; its first 8 hex digits in text tables), ``status`` (``PRUNED`` for a run a
+search's pruner stopped, see :func:`status_label`), ``duration_s``, each
 hyperparameter whose value is not the same in every listed run, then ``<metric>:final`` and
 ``<metric>:best`` per chosen metric. "final" is the value at the largest step; "best" is the
 minimum for losses/errors, the maximum for other metrics, and absent (no column) for the
@@ -92,7 +93,11 @@ def filter_runs(
         ValueError: for a ``where`` item without ``=`` or naming an unknown hyperparameter.
     """
     wanted_status = {s.upper() for item in status for s in item.split(",") if s}
-    kept = [run for run in runs if not wanted_status or run.status.upper() in wanted_status]
+    kept = [
+        run
+        for run in runs
+        if not wanted_status or {run.status.upper(), status_label(run)} & wanted_status
+    ]
     for item in where:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
@@ -101,6 +106,14 @@ def filter_runs(
         value = parse_literal(text)
         kept = [r for r in kept if full in r.hparams and _values_equal(r.hparams[full], value)]
     return kept
+
+
+def status_label(run: Run) -> str:
+    """The status a table shows: ``PRUNED`` for a run a search's pruner stopped (recorded as
+    INTERRUPTED with ``info.stopped_reason = "pruned"``), else the recorded status."""
+    if run.status == "INTERRUPTED" and run.stopped_reason:
+        return run.stopped_reason.upper()
+    return run.status
 
 
 def compare_rows(runs: Sequence[Run], metrics: Sequence[str]) -> tuple[list[str], list[dict]]:
@@ -113,7 +126,7 @@ def compare_rows(runs: Sequence[Run], metrics: Sequence[str]) -> tuple[list[str]
             columns.append(f"{metric}:best")
     rows = []
     for run in runs:
-        row: dict[str, Any] = {"run": run.run_uuid, "status": run.status}
+        row: dict[str, Any] = {"run": run.run_uuid, "status": status_label(run)}
         row["duration_s"] = run.duration
         row.update({name: run.hparams.get(name) for name in params})
         for metric in metrics:

@@ -91,6 +91,7 @@ def _merge(into: Run, other: Run) -> None:
     if into.status not in _TERMINAL and other.status in _TERMINAL:
         into.status, into.stop_time = other.status, other.stop_time
     into.start_time = into.start_time or other.start_time
+    into.stopped_reason = into.stopped_reason or other.stopped_reason
     into.stop_time = into.stop_time or other.stop_time
     if not into.group_table:
         into.group_table = other.group_table

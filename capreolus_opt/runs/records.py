@@ -95,6 +95,8 @@ class Run:
     result: dict[str, float]
     resumed_from: str | None = None
     workdir: str | None = None
+    #: why an INTERRUPTED run stopped early when something chose to stop it (``"pruned"``)
+    stopped_reason: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
     # Per-query artifacts (runs/per_query.py): names and lazy reader, set by the observer readers.
@@ -256,9 +258,14 @@ def build_run(
         result=clean_result,
         resumed_from=info.get("resumed_from"),
         workdir=info.get("workdir") if isinstance(info.get("workdir"), str) else None,
+        stopped_reason=_text_or_none(info.get("stopped_reason")),
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def differing_hparams(runs: Iterable[Run]) -> list[str]:

@@ -28,7 +28,10 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-_NAME = re.compile(r"^[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*$")
+# ``Configurable.param`` (scoped: ``scope/Configurable.param``) or a gin macro's name in capitals
+# (``ENCODER_LR``, bound as ``ENCODER_LR = 1e-3`` and used as ``%ENCODER_LR``); a lower-case bare
+# name is more likely a parameter missing its configurable (``learning_rate``) and is refused.
+_NAME = re.compile(r"^([A-Z_][A-Z0-9_]*|[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*)$")
 _PAIRS = {"[": "]", "(": ")", "{": "}"}
 # What `capreolus-opt train` prints once the run ends (commands/train.py).
 _RUN_LINE = re.compile(r"^run ([0-9a-f]{32}) (COMPLETED|FAILED|INTERRUPTED)\b", re.MULTILINE)
@@ -81,7 +84,8 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
     name, rest = name.strip(), rest.strip()
     if not sep or not _NAME.match(name):
         raise ValueError(
-            f"--grid {spec!r} is not of the form 'Configurable.param=[value, ...]' (name {name!r})"
+            f"--grid {spec!r} is not of the form 'Configurable.param=[value, ...]' or "
+            f"'MACRO=[value, ...]' with MACRO in capitals (name {name!r})"
         )
     if rest.startswith("[") and rest.endswith("]"):
         values = [v for v in split_top_level(rest[1:-1]) if v]

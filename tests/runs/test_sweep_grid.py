@@ -110,3 +110,7 @@ def test_point_result_reads_the_uuid_train_printed():
     out = "noise\nrun 0bb15d4b39bf4e1886dbb0176088aa73 FAILED:\nTraceback"
     assert sweep.PointResult(["A.x = 1"], 1, out).run_uuid == "0bb15d4b39bf4e1886dbb0176088aa73"
     assert sweep.PointResult(["A.x = 1"], 2, "error: bad binding").run_uuid is None
+
+
+def test_a_macro_in_capitals_is_a_grid_name():
+    assert sweep.parse_grid("ENCODER_LR=[1e-3, 3e-4]") == ("ENCODER_LR", ["1e-3", "3e-4"])

@@ -1,0 +1,1 @@
+"""Where points and search workers run: this machine (``local``) or a Slurm job array."""

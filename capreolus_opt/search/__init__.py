@@ -1,0 +1,1 @@
+"""Hyperparameter searches over gin bindings with Optuna: spaces, storage, workers, status."""

@@ -1,0 +1,93 @@
+"""``--storage URL`` -> an Optuna storage, refusing what Optuna advises against.
+
+==============================================  ============================================
+``postgresql://user[:pw]@host[:port]/db``       RDB storage (psycopg 3): workers on several
+``postgresql+psycopg:///db?host=/run/pg``       machines share one study
+``journal:///abs/study.log``, ``journal://rel`` Optuna's journal file: workers on one machine
+``sqlite:///PATH``                              one worker only
+==============================================  ============================================
+
+Optuna's documentation advises against SQLite for parallel workers (a file lock serialises every
+write, and concurrent workers fail with "database is locked"), so :func:`open_storage` refuses it
+when ``parallel`` is true. Errors name the storage by its URL with credentials masked
+(:func:`capreolus_opt.storage.mask_url`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from capreolus_opt.storage import mask_url as redact_url
+
+FORMS = "postgresql://user@host/db, journal:///path/study.log or sqlite:///PATH"
+
+
+class StorageError(ValueError):
+    """The storage URL is malformed or not usable for this search."""
+
+
+def storage_kind(url: str) -> str:
+    """``"postgresql"``, ``"journal"`` or ``"sqlite"``; raises :class:`StorageError` otherwise."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    base = scheme.split("+", 1)[0]
+    if base in ("postgresql", "postgres"):
+        return "postgresql"
+    if base in ("journal", "sqlite"):
+        return base
+    raise StorageError(f"unsupported --storage {redact_url(url)!r}: expected {FORMS}")
+
+
+def _journal_path(url: str) -> str:
+    parts = urlsplit(url)
+    path = unquote(parts.netloc + parts.path)
+    if not path:
+        raise StorageError(
+            f"--storage {redact_url(url)!r} names no file: expected journal:///path/study.log"
+        )
+    return path
+
+
+def _rdb_url(url: str, kind: str) -> str:
+    if kind == "postgresql":
+        scheme, rest = url.split("://", 1)
+        if "+" not in scheme:  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
+            url = "postgresql+psycopg://" + rest
+        if not urlsplit(url).path.strip("/"):
+            raise StorageError(f"--storage {redact_url(url)!r} names no database: .../DBNAME")
+    elif url.split("://", 1)[1].strip("/") == "":
+        raise StorageError(f"--storage {url!r} names no database file: sqlite:///PATH")
+    return url
+
+
+def check_storage_url(url: str, *, parallel: bool) -> str:
+    """Validate ``url`` for a search with several workers (``parallel``) or one; return its kind.
+
+    Raises:
+        StorageError: unknown form, or SQLite with parallel workers.
+    """
+    kind = storage_kind(url)
+    if kind == "sqlite" and parallel:
+        raise StorageError(
+            f"--storage {url!r}: SQLite cannot serve parallel workers (Optuna advises against "
+            "it: concurrent writes fail with 'database is locked'); use a PostgreSQL URL for "
+            "workers on several machines or journal:///path/study.log on one machine"
+        )
+    if kind == "journal":
+        _journal_path(url)
+    else:
+        _rdb_url(url, kind)
+    return kind
+
+
+def open_storage(url: str, *, parallel: bool = False) -> Any:
+    """Return the Optuna storage for ``url`` (see the module docstring)."""
+    import optuna
+
+    kind = check_storage_url(url, parallel=parallel)
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(_journal_path(url)))
+    # pool_pre_ping: a worker that waited long (one trial is minutes) finds its connection alive.
+    return optuna.storages.RDBStorage(_rdb_url(url, kind), engine_kwargs={"pool_pre_ping": True})

@@ -1,0 +1,163 @@
+"""One Optuna trial = one tracked ``capreolus-opt train`` run, in the worker's process.
+
+The run goes through the ``train`` command's own handler (every observer, redaction, resume, exit
+codes), with two additions: the run info holds ``tune: {study, trial}`` and the trial's user
+attributes hold ``run_uuid`` (so each points at the other), and the training's metrics sink is
+wrapped by :class:`TrialSink`, which reports every ``eval/...`` point of the searched metric to the
+trial. When the pruner says stop (not at the final evaluation), the sink records
+``stopped_reason: pruned`` in the run info and raises :class:`TrialPruned`, a ``KeyboardInterrupt``:
+the loop flushes its metrics, Sacred records the run INTERRUPTED (never FAILED) and the trial is
+told PRUNED.
+
+A trial interrupted by a signal (Slurm preemption or time-out, Ctrl-C) has written its checkpoint;
+the worker marks it ``stopped_reason: interrupted`` and enqueues a copy with the same parameters and
+``resume_run`` set, which the next worker to ask continues with ``train --resume`` (the new run's
+``resumed_from`` links the two records, and the copy starts with the earlier intermediate values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from capreolus_opt.search.space import Dimension, suggest_bindings
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class TrialPruned(KeyboardInterrupt):
+    """Raised inside training when the pruner stops the trial; Sacred records INTERRUPTED."""
+
+    stopped_reason = "pruned"
+
+
+class TrialSink:
+    """A ``MetricsSink`` that forwards to the run's sink and reports ``metric`` to the trial."""
+
+    def __init__(
+        self, inner: Any, trial: Any, metric: str, num_steps: int | None, reported: set[int]
+    ) -> None:
+        self._inner, self._trial, self._metric = inner, trial, metric
+        self._num_steps = num_steps
+        self._reported = reported  # steps the trial already holds (a resumed trial's earlier run)
+        self.last_value: float | None = None
+        self.pruned_at: int | None = None
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self._inner is not None:
+            self._inner.log_metrics(step, metrics)
+        if self._metric not in metrics:
+            return
+        self.last_value = value = float(metrics[self._metric])
+        if step in self._reported:
+            return
+        self._reported.add(step)
+        self._trial.report(value, step)
+        final = self._num_steps is not None and step >= self._num_steps
+        if not final and self._trial.should_prune():
+            self.pruned_at = step
+            run = getattr(self._inner, "_run", None)  # the Sacred run of SacredMetricsSink
+            if run is not None:
+                run.info["stopped_reason"] = "pruned"
+                run.info["pruned_at_step"] = int(step)
+            raise TrialPruned(
+                f"pruned by the study's pruner at step {step} ({self._metric}={value})"
+            )
+
+    def flush(self) -> None:
+        if self._inner is not None:
+            self._inner.flush()
+
+    def beat(self) -> None:
+        if self._inner is not None and hasattr(self._inner, "beat"):
+            self._inner.beat()
+
+
+class TrialBackend:
+    """The gin backend with :class:`TrialSink` around the training's sink."""
+
+    def __init__(self, backend: Any, trial: Any, metric: str, reported: set[int]) -> None:
+        self._backend, self._trial, self._metric, self._reported = backend, trial, metric, reported
+        self.sink: TrialSink | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def _num_steps(self) -> int | None:
+        configured = getattr(self._backend, "configured", None)
+        try:
+            steps = configured("train.num_steps") if configured else None
+        except Exception:  # a config without train.num_steps: prune at any evaluation
+            return None
+        return steps if isinstance(steps, int) else None
+
+    def run_training(self, *, workdir: str, sink: Any = None, on_start: Any = None) -> Any:
+        self.sink = TrialSink(sink, self._trial, self._metric, self._num_steps(), self._reported)
+        return self._backend.run_training(workdir=workdir, sink=self.sink, on_start=on_start)
+
+
+@dataclasses.dataclass
+class TrialOutcome:
+    """What the run of one trial gave."""
+
+    returncode: int
+    run_uuid: str
+    value: float | None
+    pruned: bool
+
+
+def _train_args(
+    spec: Any, gin_files: list[str], bindings: list[str], resume: str | None, info: dict
+) -> argparse.Namespace:
+    workdir = ""
+    if spec.workdir_root and not resume:
+        workdir = os.path.join(spec.workdir_root, info["run_uuid"])
+    return argparse.Namespace(
+        gin_files=gin_files,
+        gin_param=bindings,
+        workdir=workdir,
+        observer=list(spec.observers) or None,
+        resume=resume,
+        seed=None,
+        capture=spec.capture,
+        run_info=info,
+    )
+
+
+def run_trial(spec: Any, trial: Any, dims: Sequence[Dimension], backend: Any) -> TrialOutcome:
+    """Train the trial's point as a tracked run (resuming ``resume_run`` for a resumed trial)."""
+    from capreolus_opt.commands.train import handle_train
+
+    bindings = suggest_bindings(trial, dims)
+    resume = trial.user_attrs.get("resume_run")
+    earlier = trial.user_attrs.get("earlier_values", [])
+    for step, value in earlier:
+        trial.report(float(value), int(step))
+    reported = {int(step) for step, _ in earlier}
+    trial.set_user_attr("bindings", bindings)
+    while True:
+        run_uuid = uuid.uuid4().hex
+        trial.set_user_attr("run_uuid", run_uuid)
+        info = {"run_uuid": run_uuid, "tune": {"study": spec.study, "trial": trial.number}}
+        if resume:
+            args = _train_args(spec, [], [], resume, info)
+        else:
+            args = _train_args(spec, list(spec.config), [*spec.gin_param, *bindings], None, info)
+        wrapped = TrialBackend(backend, trial, spec.metric, reported)
+        code = handle_train(args, backend=wrapped)
+        if resume and code == EXIT_BAD_INPUT and wrapped.sink is None:
+            # The interrupted run was never recorded (stopped before Sacred started): start over.
+            print(f"trial {trial.number}: run {resume} cannot be resumed; training afresh")
+            resume = None
+            continue
+        sink = wrapped.sink
+        return TrialOutcome(
+            returncode=code,
+            run_uuid=run_uuid,
+            value=sink.last_value if sink else None,
+            pruned=bool(sink and sink.pruned_at is not None),
+        )
