@@ -106,11 +106,11 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
                 problems.append(LoadProblem(shown, "no metrics table; runs read without metrics"))
             rows = conn.execute(
                 sa.text(
-                    "SELECT id, run_id, status, start_time, stop_time, config, info, result "
-                    "FROM run ORDER BY id"
+                    "SELECT id, run_id, status, start_time, stop_time, config, info, result, "
+                    "heartbeat FROM run ORDER BY id"
                 )
             )
-            for pk, run_id, status, start, stop, config, info, result in rows:
+            for pk, run_id, status, start, stop, config, info, result, beat in rows:
                 try:
                     info = _json_column(info, "info")
                     result = results.get(pk, result)
@@ -121,6 +121,7 @@ def read_sql(url: str) -> tuple[list[Run], list[LoadProblem]]:
                             status=status,
                             start_time=start,
                             stop_time=stop,
+                            heartbeat=beat,
                             config=_json_column(config, "config"),
                             info=info,
                             result=result,
