@@ -34,12 +34,19 @@ def _train(tmp_path, name, *extra, files=(SMOKE,)):
     return proc, workdir
 
 
-def test_rerun_in_the_same_workdir_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
+def test_resume_in_the_same_workdir_ends_with_the_uninterrupted_weights(tmp_path):
     first, resumed = _train(tmp_path, "resumed", "--gin_param", "train.num_steps = 4")
     assert first.returncode == 0, first.stderr
     assert checkpoint_step(resumed) == 4
-    second, _ = _train(tmp_path, "resumed")  # smoke.gin: 8 steps, continues from step 4
-    assert second.returncode == 0, second.stderr
+    # A plain re-run would continue run 1's checkpoint under other settings: refused.
+    rerun, _ = _train(tmp_path, "resumed")
+    assert rerun.returncode == 2 and "belongs to run" in rerun.stderr, rerun.stderr
+    owner = rerun.stderr.split("belongs to run ")[1][:32]
+    second = run_cli(
+        "train", "--resume", owner, "--observer", f"file://{tmp_path / 'runs'}",
+        "--gin_param", "train.num_steps = 8",
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr  # continues from step 4 to 8
     straight_proc, straight = _train(tmp_path, "straight")
     assert straight_proc.returncode == 0, straight_proc.stderr
     assert checkpoint_step(resumed) == checkpoint_step(straight) == 8

@@ -7,9 +7,11 @@ Without ``--observer`` the run is recorded where the environment variable
 ``CAPREOLUS_OPT_OBSERVERS`` says (a JSON list of URLs: how ``sweep`` hands URLs with passwords to
 its points, since a command line is visible to every user in ``ps``), else in a FileStorage
 folder at ``./runs``. Gin files are recorded as absolute paths, so ``--resume`` works from any
-directory. Exit codes:
-0 COMPLETED, 1 FAILED, 2 bad input or an unreachable observer (nothing recorded), 130
-INTERRUPTED (SIGINT/SIGTERM; checkpoint written, metrics flushed). Importing this module does
+directory. Exit codes: 0 COMPLETED, 1 FAILED, 2 bad input, an unreachable observer or a workdir
+that belongs to another run / is in use (nothing recorded), 3 COMPLETED but an observer could not
+be brought up to date by the end (the message names it and what it misses; the other observers
+are complete), 130 INTERRUPTED (SIGINT/SIGTERM; checkpoint written, metrics flushed). Importing
+this module does
 not import TensorFlow (``capreolus-opt --help`` stays fast).
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 DEFAULT_OBSERVER = "file://runs"
 #: Observer URLs as a JSON list, read when no ``--observer`` is given (keeps passwords off argv).
 OBSERVERS_ENV = "CAPREOLUS_OPT_OBSERVERS"
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def register(subparsers: Any) -> None:
@@ -51,10 +53,28 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resume", metavar="RUN", help="run UUID or run folder to continue")
     parser.add_argument("--seed", type=int, help="binds train.seed")
     parser.add_argument(
+        "--beat_every", type=_positive_seconds, default=3.0, metavar="S",
+        help="deliver metrics and a heartbeat to the observers every S seconds (default 3: a "
+        "killed run loses at most the last S seconds of points; a run whose heartbeat is 10 "
+        "beats old is shown as DIED)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--observer_wait", type=_positive_seconds, default=30.0, metavar="S",
+        help="at the end, retry an observer that cannot be written for up to S seconds "
+        "(default 30) before exiting with code 3",
+    )  # fmt: skip
+    parser.add_argument(
         "--capture", choices=("sys", "fd", "no"), default="sys",
         help="how Sacred captures stdout/stderr (default sys)",
     )  # fmt: skip
     parser.set_defaults(func=handle_train)
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _error(message: str) -> int:
@@ -112,8 +132,6 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
 
 
 def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: Any) -> int:
-    from capreolus_opt.storage import mask_urls
-    from capreolus_opt.tracking.experiment import make_experiment
     from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
 
     gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
@@ -142,10 +160,56 @@ def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: 
         check_reachable(observers)
     except (ValueError, TypeError, ObserverUnreachableError) as exc:
         return _error(str(exc))
+    # --- workdir ownership (capreolus_opt/tracking/workdir.py) ---------------------------------
+    try:
+        held = _claim_workdir(workdir, info)
+    except ValueError as exc:
+        return _error(str(exc))
+    try:
+        return _run_experiment(args, observers, backend, info, gin_files, gin_bindings, workdir)
+    finally:
+        if held is not None:
+            from capreolus_opt.tracking.workdir import finish
 
-    ex = make_experiment(backend=backend)
+            finish(held)
+    # --------------------------------------------------------------------------------------------
+
+
+def _claim_workdir(workdir: str, info: dict[str, Any]) -> Any:
+    """Claim the workdir the run will train in (the experiment's default when none is given)."""
+    import os
+
+    from capreolus_opt.tracking.workdir import claim, is_chief_process
+
+    if not is_chief_process():
+        return None
+    path = workdir or os.path.join("workdirs", info["run_uuid"])
+    held = claim(path, run_uuid=info["run_uuid"], resumes=info.get("resumed_from"))
+    if held.took_over:
+        print(f"capreolus-opt train: note: workdir {held.path}: {held.took_over}; continuing it.")
+    return held
+
+
+def _run_experiment(
+    args: argparse.Namespace,
+    observers: list,
+    backend: Any,
+    info: dict[str, Any],
+    gin_files: list[str],
+    gin_bindings: list[str],
+    workdir: str,
+) -> int:
+    from capreolus_opt.storage import mask_urls
+    from capreolus_opt.tracking.experiment import make_experiment
+    from capreolus_opt.tracking.observers import incomplete_observers
+
+    for observer in observers:
+        if hasattr(observer, "final_wait_s"):
+            observer.final_wait_s = args.observer_wait
+    ex = make_experiment(backend=backend, flush_every_s=args.beat_every)
     ex.observers.extend(observers)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    code = None
     try:
         run = ex.run(
             config_updates={
@@ -162,13 +226,22 @@ def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: 
             print(f"run {info['run_uuid']} INTERRUPTED ({reason}): {exc}")
             return EXIT_INTERRUPTED
         print(f"run {info['run_uuid']} INTERRUPTED; resume with --resume {info['run_uuid']}")
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
     except Exception:
         text = mask_urls(traceback.format_exc())
         print(f"run {info['run_uuid']} FAILED:\n{text}", file=sys.stderr)
-        return EXIT_FAILED
+        code = EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
+    missing = incomplete_observers(ex.current_run) if ex.current_run is not None else []
+    for message in missing:
+        print(f"capreolus-opt train: error: {mask_urls(message)}", file=sys.stderr)
+    if code is not None:
+        return code
+    if missing:
+        print(f"run {info['run_uuid']} COMPLETED, but incomplete in {len(missing)} "
+              f"observer(s) (exit {EXIT_INCOMPLETE}); result: {run.result}")  # fmt: skip
+        return EXIT_INCOMPLETE
     print(f"run {info['run_uuid']} COMPLETED (id {run._id}); result: {run.result}")
     return 0
 

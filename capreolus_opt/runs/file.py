@@ -79,6 +79,7 @@ def read_run_folder(path: str, source: str) -> Run:
         status=run.get("status"),
         start_time=run.get("start_time"),
         stop_time=run.get("stop_time"),
+        heartbeat=run.get("heartbeat"),
         config=config,
         info=info,
         result=run.get("result"),

@@ -70,6 +70,7 @@ def read_mongo(
                         status=doc.get("status"),
                         start_time=doc.get("start_time"),
                         stop_time=doc.get("stop_time"),
+                        heartbeat=doc.get("heartbeat"),
                         config=doc.get("config"),
                         info=doc.get("info"),
                         result=doc.get("result"),

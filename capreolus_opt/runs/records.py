@@ -9,6 +9,18 @@ Which value is "best" (:func:`best_direction`): a metric whose last path compone
 ``loss``, ``error`` or ``perplexity`` is minimised; the per-group diagnostics ``group/...`` (lr,
 grad/update/param norms) have no better direction, so no best; every other metric
 (``eval/mrr@10``, ``eval/ndcg@10``, ...) is maximised.
+
+A run whose process died (SIGKILL, power loss, OOM killer) never reports its end, so its record
+says RUNNING for ever. :func:`live_status` shows such a run as ``DIED``: stored status RUNNING
+and a heartbeat (or, before the first beat, a start time) more than :data:`STALE_BEATS` beat
+intervals old. The interval is the run's ``info.beat_every_s`` (``train --beat_every``, 3 s by
+default, so 30 s), or Sacred's 10 s for runs that do not record it. The writer's and the reader's
+clocks must agree to within that margin. ``Run.stored_status`` keeps what the store says.
+
+A resumed run (``info.resumed_from``) restarts at its checkpoint's step ``info.start_step``: the
+points the earlier run logged after that step were computed from a state the resumed run
+recomputes, so :func:`continued_metrics` takes the earlier run's points up to ``start_step`` and
+the resumed run's after it -- one point per logged step, no gap, no repeat.
 """
 
 from __future__ import annotations
@@ -20,6 +32,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 _MINIMISED_WORDS = ("loss", "error", "perplexity")
+#: A RUNNING run whose heartbeat is older than this many beat intervals is shown as DIED.
+STALE_BEATS = 10
+#: Beat interval assumed for runs that do not record ``info.beat_every_s`` (Sacred's default).
+SACRED_BEAT_S = 10.0
 
 
 class RecordError(ValueError):
@@ -98,6 +114,9 @@ class Run:
     #: why an INTERRUPTED run stopped early when something chose to stop it (``"pruned"``)
     stopped_reason: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
+    heartbeat: dt.datetime | None = None
+    stored_status: str = ""
+    start_step: int = 0
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
     # Per-query artifacts (runs/per_query.py): names and lazy reader, set by the observer readers.
     artifacts: Any = dataclasses.field(default=None, repr=False, compare=False)
@@ -211,6 +230,44 @@ def check_series(name: str, steps: Any, values: Any) -> MetricSeries:
     return MetricSeries(steps=steps, values=values)
 
 
+def live_status(
+    status: str,
+    heartbeat: dt.datetime | None,
+    start_time: dt.datetime | None,
+    beat_every_s: Any,
+    now: dt.datetime | None = None,
+) -> str:
+    """``status``, or ``"DIED"`` for a RUNNING run whose last sign of life is stale (see the
+    module docstring); times are naive UTC."""
+    last = heartbeat or start_time
+    if status != "RUNNING" or last is None:
+        return status
+    beat = float(beat_every_s) if isinstance(beat_every_s, int | float) else SACRED_BEAT_S
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if (now - last).total_seconds() > STALE_BEATS * max(beat, 0.1):
+        return "DIED"
+    return status
+
+
+def continued_metrics(earlier: Run, resumed: Run) -> dict[str, MetricSeries]:
+    """The metrics of ``earlier`` continued by ``resumed`` (which has ``resumed_from`` set to
+    ``earlier``): earlier points up to ``resumed.start_step``, then the resumed run's points."""
+    out: dict[str, MetricSeries] = {}
+    for name in {**earlier.metrics, **resumed.metrics}:
+        steps: list[int] = []
+        values: list[float] = []
+        for run, keep in ((earlier, lambda s: s <= resumed.start_step), (resumed, None)):
+            series = run.metrics.get(name)
+            if series is None:
+                continue
+            for step, value in zip(series.steps, series.values, strict=True):
+                if keep is None or keep(step):
+                    steps.append(step)
+                    values.append(value)
+        out[name] = MetricSeries(steps=steps, values=values)
+    return out
+
+
 def build_run(
     *,
     source: str,
@@ -222,6 +279,7 @@ def build_run(
     info: Any,
     result: Any,
     metrics: Mapping[str, MetricSeries],
+    heartbeat: Any = None,
 ) -> Run:
     """Assemble a :class:`Run` from one observer's raw fields, validating the contract.
 
@@ -244,10 +302,15 @@ def build_run(
     if not isinstance(group_table, list) or not all(isinstance(r, Mapping) for r in group_table):
         raise RecordError("info.group_table is not a list of row dicts")
     seed = config.get("seed")
+    start, beat = to_datetime(start_time), to_datetime(heartbeat)
+    start_step = info.get("start_step")
     return Run(
         run_uuid=info["run_uuid"],
-        status=status,
-        start_time=to_datetime(start_time),
+        status=live_status(status, beat, start, info.get("beat_every_s")),
+        stored_status=status,
+        heartbeat=beat,
+        start_step=start_step if isinstance(start_step, int) else 0,
+        start_time=start,
         stop_time=to_datetime(stop_time),
         hparams=hparams,
         gin_files=list(config.get("gin_files") or []),

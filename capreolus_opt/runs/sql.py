@@ -110,10 +110,10 @@ def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
             rows = conn.execute(
                 sa.select(
                     t.c.id, t.c.run_id, t.c.status, t.c.start_time, t.c.stop_time,
-                    t.c.config, t.c.info, t.c.result,
+                    t.c.config, t.c.info, t.c.result, t.c.heartbeat,
                 ).order_by(t.c.id)
             )  # fmt: skip
-            for pk, run_id, status, start, stop, config, info, result in rows:
+            for pk, run_id, status, start, stop, config, info, result, beat in rows:
                 try:
                     info = _json_column(info, "info")
                     result = results.get(pk, result)
@@ -124,6 +124,7 @@ def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
                             status=status,
                             start_time=start,
                             stop_time=stop,
+                            heartbeat=beat,
                             config=_json_column(config, "config"),
                             info=info,
                             result=result,

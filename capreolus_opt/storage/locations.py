@@ -35,7 +35,9 @@ MASK = "***"
 MONGO_DEFAULT_DB = "sacred"
 #: A store that cannot be reached says so in seconds, not a driver's 30 s or more.
 MONGO_TIMEOUT_MS = 5000
-POSTGRES_CONNECT_TIMEOUT_S = 10
+# Also bounds each reconnect attempt of an observer whose server went away mid-run, so a retry
+# never holds up a heartbeat for minutes.
+POSTGRES_CONNECT_TIMEOUT_S = 5
 #: Several runs sharing one SQLite file wait for each other's write locks (default 5 s).
 SQLITE_BUSY_TIMEOUT_S = 60
 

@@ -31,7 +31,7 @@ from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
 from capreolus_opt.tracking.redact import REDACTOR
-from capreolus_opt.tracking.sink import SacredMetricsSink
+from capreolus_opt.tracking.sink import DEFAULT_BEAT_S, SacredMetricsSink
 
 #: The smoke config, used by the ``fast`` named config (seconds on a CPU).
 SMOKE_GIN = str(Path(__file__).resolve().parents[2] / "gin_configs" / "smoke.gin")
@@ -88,7 +88,7 @@ def make_experiment(
     *,
     name: str = "capreolus_opt",
     backend: Any = None,
-    flush_every_s: float = 10.0,
+    flush_every_s: float = DEFAULT_BEAT_S,
 ) -> Experiment:
     """Return a new, unobserved Sacred experiment whose main function trains and records.
 
@@ -98,7 +98,8 @@ def make_experiment(
             ``flat_hyperparameters``, ``config_text``, ``operative_config_text``); defaults to
             :mod:`capreolus_opt.gin_bindings`, imported only when a run starts (it imports
             TensorFlow).
-        flush_every_s: how often metrics are delivered to observers while training.
+        flush_every_s: how often metrics and a heartbeat are delivered to observers while
+            training (the durability bound; recorded as ``info.beat_every_s``).
     """
     ex = Experiment(name, save_git_info=False)
     ex.logger = _redacting_logger()
@@ -159,6 +160,7 @@ def _train_recorded(
     info.setdefault("run_uuid", uuid.uuid4().hex)
     info["workdir"] = os.path.abspath(workdir or os.path.join("workdirs", info["run_uuid"]))
     info["versions"] = package_versions()
+    info["beat_every_s"] = flush_every_s  # readers judge a silent heartbeat by it (DIED)
     gin.parse_config(gin_files, gin_bindings)
     info["gin_config"] = gin.config_text()
     sink = SacredMetricsSink(run, flush_every_s=flush_every_s)
@@ -175,6 +177,9 @@ def _train_recorded(
             info["group_table"] = table.to_records() if table is not None else []
             info["strategy"] = start_info.get("strategy_summary", {})
             info["task"] = start_info.get("task_info", {})  # e.g. truncation statistics
+            # A resumed run restarts from its checkpoint: its points replace the prior run's
+            # points after this step (docs/ARCHITECTURE.md, "Resuming").
+            info["start_step"] = int(start_info.get("start_step", 0))
             if table is not None:
                 add_artifact("group_table.csv", table.to_csv())
             sink.beat()  # the group table reaches the observers before the first step

@@ -10,9 +10,20 @@ allocates the next free one in its own store, race-free (mkdir / unique index re
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from sacred.dependencies import get_digest
 from sacred.observers import FileStorageObserver, MongoObserver
+from sacred.serializer import flatten
 
 
 class _OwnIds:
@@ -35,20 +46,264 @@ class _OwnIds:
 
 
 class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
-    """``FileStorageObserver`` that always allocates its own run folder number (Sacred's
-    mkdir-retry makes that race-free)."""
+    """``FileStorageObserver`` that allocates its own run folder number (Sacred's mkdir-retry
+    makes that race-free), writes every file atomically, and survives a full disk.
+
+    Sacred 0.8.7 writes ``run.json``/``config.json``/``info.json``/``metrics.json`` with a plain
+    ``open(..., "w")`` (a full disk or a kill leaves a truncated or empty JSON), appends
+    ``cout.txt``, copies artifacts and ``_sources``/``_resources`` files with ``copyfile`` (a
+    0-byte source file stays and is trusted by every later run with the same digest), and re-reads
+    ``metrics.json`` at every delivery. Here every file is written to a temporary name, synced,
+    and renamed over the old one, so a reader sees the previous or the new version, never a
+    partial one; a stored source/resource file is reused only if its digest still matches; the
+    metrics are kept in memory (the file is rewritten, never re-read).
+
+    After the run has started, no event raises into Sacred (which would drop the observer for the
+    rest of the run): a write that fails (``OSError``: disk full, quota, I/O error) leaves the
+    file marked unwritten, with everything it should hold kept in memory, and every later event
+    tries again. ``run.json`` is written last, so it never says COMPLETED before everything else
+    is on disk. A final event retries for up to :attr:`final_wait_s` seconds;
+    :meth:`missing` then says what could not be written (the ``train`` command exits 3).
+    """
+
+    final_wait_s = 30.0
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        """Sacred's state, plus the in-memory copy of what is not yet written."""
+        super().initialize(*args, **kwargs)
+        self._lock = threading.RLock()
+        self._metrics: dict[str, dict[str, list]] = {}
+        self._unwritten: dict[str, Callable[[], None]] = {}
+        self._unwritten_points = 0
+        self._error: str | None = None
+        self._metrics_write_s = 0.0
+        self._metrics_written_at = 0.0
 
     def check_reachable(self) -> None:
         """Raise ``OSError`` unless the base folder exists (or can be created) and is writable."""
-        import os
-        import tempfile
-
         os.makedirs(self.basedir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.basedir, prefix=".probe-"):
             pass
 
+    # --- atomic writes (used by Sacred's own event code too) -----------------------------------
+
+    def save_json(self, obj: Any, filename: str) -> None:
+        """Write ``obj`` as ``filename`` in the run folder, atomically."""
+        text = json.dumps(flatten(obj), sort_keys=True, indent=2)
+        atomic_write(os.path.join(self.dir, filename), text.encode("utf-8"))
+
+    def save_cout(self) -> None:
+        """Rewrite ``cout.txt`` whole (an append cut short would repeat text on the retry)."""
+        atomic_write(os.path.join(self.dir, "cout.txt"), self.cout.encode("utf-8"))
+        self.cout_write_cursor = len(self.cout)
+
+    def save_file(self, filename: str, target_name: str | None = None) -> None:
+        """Copy ``filename`` into the run folder atomically (Sacred refuses its own files)."""
+        target = os.path.join(self.dir, target_name or os.path.basename(filename))
+        if os.path.basename(target) in _SACRED_FILES and os.path.dirname(target) == self.dir:
+            raise FileExistsError(f"refusing to overwrite {target}: the observer writes it")
+        with open(filename, "rb") as source:
+            atomic_write(target, source.read())
+
+    def find_or_save(self, filename: Any, store_dir: Path) -> Any:
+        """Sacred's shared ``_sources``/``_resources`` store, reusing a file only if intact."""
+        try:
+            Path(filename).resolve().relative_to(Path(self.basedir).resolve())
+            if not self.copy_artifacts:
+                return filename
+        except ValueError:
+            pass
+        store_dir.mkdir(parents=True, exist_ok=True)
+        name, ext = os.path.splitext(os.path.basename(filename))
+        digest = get_digest(filename)
+        store_path = store_dir / f"{name}_{digest}{ext}"
+        # A file left truncated (e.g. by an older version on a full disk) is replaced.
+        if not store_path.exists() or get_digest(store_path) != digest:
+            with open(filename, "rb") as source:
+                atomic_write(str(store_path), source.read())
+        return store_path
+
+    # --- events after the start: never raise, keep what could not be written -------------------
+
+    def heartbeat_event(self, info: Any, captured_out: str, beat_time: Any, result: Any) -> None:
+        """Record info, output, heartbeat time and result (retrying unwritten files)."""
+        with self._lock:
+            self.info, self.cout = info, captured_out
+            self.run_entry["heartbeat"] = beat_time.isoformat()
+            self.run_entry["result"] = result
+            self._mark("cout.txt", self.save_cout)
+            if self.info:
+                self._mark("info.json", lambda: self.save_json(self.info, "info.json"))
+            self._mark_run_entry()
+            self._sync()
+
+    def log_metrics(self, metrics_by_name: dict, info: Any) -> None:
+        """Append the points to the in-memory series; rewrite ``metrics.json`` when due."""
+        with self._lock:
+            for name, series in metrics_by_name.items():
+                empty: dict[str, list] = {"values": [], "steps": [], "timestamps": []}
+                saved = self._metrics.setdefault(name, empty)
+                saved["values"] += series["values"]
+                saved["steps"] += series["steps"]
+                saved["timestamps"] += [t.isoformat() for t in series["timestamps"]]
+                self._unwritten_points += len(series["values"])
+            if metrics_by_name:
+                self._mark("metrics.json", self._write_metrics)
+            self._sync()
+
+    def artifact_event(self, name: str, filename: str, metadata: Any = None, content_type=None):
+        """Keep the artifact's bytes (the file may be temporary) and write them to the folder."""
+        with self._lock:
+            with open(filename, "rb") as f:
+                data = f.read()
+            self._mark(f"artifact {name}", lambda: atomic_write(os.path.join(self.dir, name), data))
+            if name not in self.run_entry["artifacts"]:
+                self.run_entry["artifacts"].append(name)
+            self._mark_run_entry()
+            self._sync()
+
+    def resource_event(self, filename: str) -> None:
+        """Store the resource in ``_resources`` and list it in ``run.json`` (retried on failure)."""
+        with self._lock:
+
+            def store() -> None:
+                path = self.find_or_save(filename, self.resource_dir)
+                self.run_entry["resources"].append([filename, str(path)])
+
+            self._mark(f"resource {filename}", store)
+            self._mark_run_entry()
+            self._sync()
+
+    def completed_event(self, stop_time: Any, result: Any) -> None:
+        """Mark COMPLETED once everything else is on disk."""
+        self._final(stop_time=stop_time.isoformat(), result=result, status="COMPLETED")
+
+    def interrupted_event(self, interrupt_time: Any, status: str) -> None:
+        """Mark INTERRUPTED (or Sacred's status) once everything else is on disk."""
+        self._final(stop_time=interrupt_time.isoformat(), status=status)
+
+    def failed_event(self, fail_time: Any, fail_trace: Any) -> None:
+        """Mark FAILED, with the trace, once everything else is on disk."""
+        self._final(stop_time=fail_time.isoformat(), status="FAILED", fail_trace=fail_trace)
+
+    def missing(self) -> str | None:
+        """What this run's folder still lacks (None when complete)."""
+        with self._lock:
+            if not self._unwritten:
+                return None
+            names = ", ".join(self._unwritten)
+            return (
+                f"{self!r} could not write {names} of run folder {self.dir} "
+                f"({self._unwritten_points} metric points kept only in memory, now lost; "
+                f"status there: {self._status_on_disk()}); last error: {self._error}"
+            )
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _final(self, **entry: Any) -> None:
+        with self._lock:
+            self.run_entry.update(entry)
+            self._mark_run_entry()
+            deadline = time.monotonic() + self.final_wait_s
+            while not self._sync(final=True) and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def _mark(self, key: str, write: Callable[[], None]) -> None:
+        self._unwritten.pop(key, None)
+        self._unwritten[key] = write
+        # run.json always goes last: it must not say more than the other files hold.
+        if key != "run.json" and "run.json" in self._unwritten:
+            self._unwritten["run.json"] = self._unwritten.pop("run.json")
+
+    def _mark_run_entry(self) -> None:
+        self._mark("run.json", lambda: self.save_json(self.run_entry, "run.json"))
+
+    def _write_metrics(self) -> None:
+        start = time.monotonic()
+        self.save_json(self._metrics, "metrics.json")
+        self._unwritten_points = 0
+        self._metrics_written_at = time.monotonic()
+        self._metrics_write_s = self._metrics_written_at - start
+
+    def _metrics_due(self) -> bool:
+        # Rewriting a large metrics.json at every beat would cost O(points) each time: wait at
+        # least 50x the last write's duration (<= 2% of wall time on writing it).
+        return time.monotonic() - self._metrics_written_at >= 50 * self._metrics_write_s
+
+    def _sync(self, final: bool = False) -> bool:
+        """Write the unwritten files in order; stop at the first failure. True when all done."""
+        for key, write in list(self._unwritten.items()):
+            if key == "metrics.json" and not final and not self._metrics_due():
+                continue
+            try:
+                write()
+            except OSError as exc:
+                self._report(key, exc)
+                return False
+            self._unwritten.pop(key, None)
+        if self._error is not None and not self._unwritten:
+            _LOG.warning("observer %r caught up: every file is written again", self)
+            self._error = None
+        return not self._unwritten
+
+    def _report(self, key: str, exc: OSError) -> None:
+        first = self._error is None
+        self._error = f"{type(exc).__name__}: {exc}"
+        if first:
+            _LOG.warning(
+                "observer %r could not write %s (%s); keeping it in memory and retrying at every "
+                "beat", self, key, self._error,
+            )  # fmt: skip
+
+    def _status_on_disk(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "run.json"), encoding="utf-8") as f:
+                return str(json.load(f).get("status"))
+        except (OSError, ValueError, AttributeError):
+            return "unreadable"
+
     def __repr__(self) -> str:
         return f"FileStorageObserver({self.basedir!r})"
+
+
+_SACRED_FILES = ("run.json", "config.json", "cout.txt", "metrics.json", "info.json")
+_LOG = logging.getLogger("capreolus_opt.run")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` by ``data``: temporary file, fsync, rename (never a partial file)."""
+    tmp = f"{os.path.dirname(path) or '.'}/.{os.path.basename(path)}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def incomplete_observers(run: Any) -> list[str]:
+    """One message per observer of ``run`` whose record is incomplete (empty when all are).
+
+    An observer that raised was dropped by Sacred for the rest of the run
+    (``run._failed_observers``); ours never raise after the start and answer :meth:`missing`.
+    """
+    messages = []
+    for observer in run.observers:
+        if observer in run._failed_observers:
+            messages.append(
+                f"observer {observer!r} failed during the run and was dropped by Sacred: its "
+                "record misses every event after the failure (see the warning above)"
+            )
+            continue
+        missing = getattr(observer, "missing", None)
+        text = missing() if missing is not None else None
+        if text:
+            messages.append(f"observer {text}")
+    return messages
 
 
 class OwnIdMongoObserver(_OwnIds, MongoObserver):

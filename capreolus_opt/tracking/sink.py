@@ -8,20 +8,29 @@ through the final beat when the run stops, which Sacred waits for at most 2 s; w
 same time as one we force from the training thread, and FileStorage's ``log_metrics`` is a
 read-modify-write of ``metrics.json``: two at once lose points.
 
-So :class:`SacredMetricsSink` takes the heartbeat over. On creation it silences Sacred's
-periodic thread (stopped without its parting beat: the ``on_start`` beat writes the same) and
-leaves in its place a thread that beats only once, when Sacred stops the run -- on completion,
-failure and interrupt alike -- and so writes the final info and captured output. While logging,
-every ``flush_every_s`` seconds the sink beats on the training thread itself (metrics, info,
-output, as Sacred's thread would). :meth:`flush` (which the training loop calls at the end, on
-failure and on interrupt) delivers the queued points on the training thread; with nothing queued
-it writes nothing, so the loop's and the experiment's back-to-back flushes cost one delivery.
-Delivery is thus sequential and the queue is empty before Sacred's final beat, which Sacred waits
-for at most 2 s.
+So :class:`SacredMetricsSink` takes the heartbeat over, and serialises every delivery with one
+lock. It replaces Sacred's periodic thread (stopped without its parting beat: the ``on_start``
+beat writes the same) by its own, which every ``flush_every_s`` seconds (default
+:data:`DEFAULT_BEAT_S`) delivers the queued points and beats (info, output, heartbeat time) --
+also while the training thread is busy in a long step or evaluation, so that a live run always
+has a fresh heartbeat -- and beats once more when Sacred stops the run (completion, failure and
+interrupt alike), which writes the final info and captured output. The training thread beats
+too when the interval has passed at a ``log_metrics``; :meth:`flush` (which the training loop
+calls at the end, on failure and on interrupt) delivers the queued points; with nothing queued
+it writes nothing. Under the lock deliveries never overlap, and the queue is empty before
+Sacred's final beat.
 
-Cost (measured, benchmarks/tracking_overhead.py): a delivery is one read-modify-write of
-FileStorage's ``metrics.json`` and one SQL commit; a full beat adds ``run.json``/``info.json``/
-``cout.txt`` and one more commit.
+Durability bound: a point is handed to the observers at most ``flush_every_s`` seconds after it
+was logged (plus the time of one delivery); FileStorage then syncs it to disk (rewriting
+``metrics.json`` is postponed while one rewrite took more than 1/50 of the time since the last
+one, which bounds its cost for very long runs), SQL commits it. So SIGKILL or a power cut loses at
+most the points of the last ``flush_every_s`` seconds (3 s by default). The run records
+``info.beat_every_s``; readers show a RUNNING run whose heartbeat is more than
+:data:`~capreolus_opt.runs.records.STALE_BEATS` beats old as ``DIED``.
+
+Cost (measured, benchmarks/tracking_overhead.py): a delivery is one rewrite of FileStorage's
+``metrics.json`` and one SQL commit; a beat adds ``run.json``/``info.json``/``cout.txt`` and the
+row update in the same commit.
 """
 
 from __future__ import annotations
@@ -35,29 +44,34 @@ from typing import Any
 
 from sacred.metrics_logger import linearize_metrics
 
+DEFAULT_BEAT_S = 3.0
 
-def _take_over_heartbeat(run: Any) -> None:
-    """Replace Sacred's periodic heartbeat thread by one that beats only when the run stops."""
+
+def _stop_sacred_heartbeat(run: Any) -> None:
     timer = run._heartbeat
     if timer is not None:
         # Stop Sacred's IntervalTimer without the beat it makes on stopping (it would write the
         # info and output that the on_start beat writes a moment later anyway).
         timer.func = _no_beat
         run._stop_heartbeat()
-    stop = threading.Event()
-
-    def beat_at_stop() -> None:
-        stop.wait()
-        run._emit_heartbeat()
-
-    thread = threading.Thread(target=beat_at_stop, name="sacred-final-heartbeat", daemon=True)
-    # Sacred's Run._stop_heartbeat() sets this event and joins this thread.
-    run._stop_heartbeat_event, run._heartbeat = stop, thread
-    thread.start()
 
 
 def _no_beat() -> None:
     return None
+
+
+def _no_completed_for_dropped_observers(run: Any) -> None:
+    """Sacred sends ``completed_event`` even to an observer it dropped after an error, whose
+    record then says COMPLETED while it lacks everything since: skip those (they stay RUNNING,
+    shown as DIED once stale, and ``train`` exits 3 naming them)."""
+    final_call = run._final_call
+
+    def guarded(observer: Any, method: str, **kwargs: Any) -> None:
+        if method == "completed_event" and observer in run._failed_observers:
+            return
+        final_call(observer, method, **kwargs)
+
+    run._final_call = guarded
 
 
 class SacredMetricsSink:
@@ -65,11 +79,11 @@ class SacredMetricsSink:
 
     Args:
         run: the current Sacred run (``_run`` inside a main function).
-        flush_every_s: beat (deliver the queued points, the info and the captured output) at
-            most this often while logging (Sacred's default beat interval). Each FileStorage
-            delivery rewrites the whole ``metrics.json``, so beating every step would cost
-            O(steps²).
-        clock: monotonic clock in seconds (injectable for tests).
+        flush_every_s: deliver the queued points and beat (info, output, heartbeat time) this
+            often, from a background thread and at ``log_metrics``; 0 beats at every
+            ``log_metrics``. Each FileStorage delivery rewrites the whole ``metrics.json``.
+        clock: monotonic clock in seconds (injectable for tests; the background thread waits
+            in real time and beats when this clock says the interval has passed).
 
     Attributes:
         points_logged: number of points logged per metric name, for checks and reports.
@@ -79,7 +93,7 @@ class SacredMetricsSink:
         self,
         run: Any,
         *,
-        flush_every_s: float = 10.0,
+        flush_every_s: float = DEFAULT_BEAT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not (flush_every_s >= 0 and math.isfinite(flush_every_s)):
@@ -89,9 +103,27 @@ class SacredMetricsSink:
         self._run = run
         self._flush_every_s = flush_every_s
         self._clock = clock
+        self._lock = threading.RLock()
         self.points_logged: Counter[str] = Counter()
-        _take_over_heartbeat(run)
         self._last_beat = clock()
+        _stop_sacred_heartbeat(run)
+        _no_completed_for_dropped_observers(run)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._beat_until, args=(stop,), name="capreolus-heartbeat", daemon=True
+        )
+        # Sacred's Run._stop_heartbeat() sets this event and joins this thread (for 2 s).
+        run._stop_heartbeat_event, run._heartbeat = stop, thread
+        thread.start()
+
+    def _beat_until(self, stop: threading.Event) -> None:
+        wait = self._flush_every_s or DEFAULT_BEAT_S
+        while not stop.wait(wait):
+            with self._lock:
+                if self._clock() - self._last_beat >= self._flush_every_s:
+                    self.beat()
+        with self._lock:
+            self._run._emit_heartbeat()  # Sacred's final beat: final info and output
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Queue one point per metric at ``step``; deliver if ``flush_every_s`` has passed."""
@@ -105,11 +137,12 @@ class SacredMetricsSink:
     def beat(self) -> None:
         """Deliver the queued points, the run info and the captured output to all observers now.
 
-        An observer that raises is reported by Sacred (a warning naming it) and skipped from
-        then on; the others keep receiving everything.
+        Our observers never raise after the start (they buffer and retry); another observer that
+        raises is reported by Sacred (a warning naming it) and skipped from then on.
         """
-        self._run._emit_heartbeat()
-        self._last_beat = self._clock()
+        with self._lock:
+            self._run._emit_heartbeat()
+            self._last_beat = self._clock()
 
     def flush(self) -> None:
         """Deliver every queued point to all observers now (nothing is written if none is queued).
@@ -117,12 +150,13 @@ class SacredMetricsSink:
         The run info and captured output follow at the next beat; the last one is Sacred's, when
         the run stops. Observer failures are handled as in :meth:`beat`.
         """
-        run = self._run
-        points = run._metrics.get_last_metrics()
-        if points:
-            metrics_by_name = linearize_metrics(points)
-            for observer in run.observers:
-                run._safe_call(
-                    observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
-                )
+        with self._lock:
+            run = self._run
+            points = run._metrics.get_last_metrics()
+            if points:
+                metrics_by_name = linearize_metrics(points)
+                for observer in run.observers:
+                    run._safe_call(
+                        observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
+                    )
         # The beat clock is not reset: info, output and heartbeat time keep their cadence.

@@ -24,7 +24,9 @@ exist), not again at every run start as Sacred does.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import random
 import sqlite3
 import time
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sacred.observers import SqlObserver
-from sacred.observers.sql_bases import Base, Experiment, Host, Run
+from sacred.observers.sql_bases import Artifact, Base, Experiment, Host, Run
 from sacred.serializer import flatten
 
 from capreolus_opt.storage import parse_location
@@ -43,6 +45,9 @@ from capreolus_opt.storage.sql import OUR_TABLES, SCHEMA, metrics_table, result_
 # create the tables, a concurrent run taking the same id) before it gives up.
 _CONTENTION_BUDGET_S = 60.0
 _T = TypeVar("_T")
+# After a failed store, wait this long before the next try (beats can come faster).
+_RETRY_EVERY_S = 1.0
+_LOG = logging.getLogger("capreolus_opt.run")
 _CONTENTION_MARKERS = (
     "locked", "busy", "already exists", "duplicate key", "unique constraint", "deadlock",
     "could not serialize",
@@ -120,8 +125,10 @@ class SqlMetricsObserver(SqlObserver):
         priority: Sacred observer priority.
     """
 
+    final_wait_s = 30.0  # how long a final event retries an unreachable server
+
     def __init__(self, url: str, *, priority: int = 40) -> None:
-        from threading import Lock
+        from threading import Lock, RLock
 
         from sqlalchemy.orm import scoped_session, sessionmaker
 
@@ -136,6 +143,16 @@ class SqlMetricsObserver(SqlObserver):
         self.lock = Lock()
         self.display_url = engine.url.render_as_string(hide_password=True)
         self._tables_ready = False  # created (or found) once per observer, not at every start
+        self._sync_lock = RLock()
+        self._pk: int | None = None
+        self._run_id = ""
+        self._rows: list[dict[str, Any]] = []  # metric points not yet stored
+        self._row: dict[str, Any] = {}  # run-row columns not yet stored
+        self._result: str | None = None
+        self._artifacts: list[dict[str, Any]] = []
+        self._lost: list[str] = []
+        self._error: str | None = None
+        self._next_try = 0.0
 
     def check_reachable(self) -> None:
         """Open one connection and create the tables if needed; raise on failure."""
@@ -145,7 +162,8 @@ class SqlMetricsObserver(SqlObserver):
 
     def close(self) -> None:
         """Release the session and the engine's pooled connections."""
-        self.session.remove()
+        with contextlib.suppress(Exception):  # a connection the server dropped cannot roll back
+            self.session.remove()
         self.engine.dispose()
 
     def _create_tables(self) -> None:
@@ -168,12 +186,17 @@ class SqlMetricsObserver(SqlObserver):
             host_info[key] = _fit(host_info.get(key), _string_limit(Host.__table__.c[key]))
         command = _fit(command, _string_limit(Run.__table__.c.command))
         self._create_tables()
-        return _retry(
+        _id = _retry(
             lambda: self._insert_run(
                 ex_info, command, host_info, config, meta_info, status, **kwargs
             ),
             on_retry=self.session.rollback,
         )
+        # From here on, rows are written by _sync with these keys (the ORM object is not used:
+        # after a failed commit it would need the server to reload its attributes).
+        self._pk, self._run_id = self.run.id, str(_id)
+        self.session.commit()  # reading .id began a transaction: release its connection now
+        return _id
 
     def _insert_run(self, ex_info, command, host_info, config, meta_info, status, **kwargs) -> Any:
         """Sacred's ``SqlObserver._add_event`` minus its ``create_all`` (done once, above).
@@ -210,39 +233,96 @@ class SqlMetricsObserver(SqlObserver):
             self.save()
         return _id
 
+    # --- events after the start: buffered, never raised into Sacred -------------------------
+    # Sacred drops an observer for the rest of the run after its first exception, so a server
+    # that is down for a while would lose everything after it. Each event below only updates what
+    # the row should hold (self._row), the points not yet stored (self._rows), the result and the
+    # artifacts, then tries one transaction that stores all of it; on failure the transaction is
+    # rolled back, pooled connections are dropped and the next event (at most once a second)
+    # tries again with everything accumulated. A final event retries for final_wait_s seconds.
+
     def heartbeat_event(self, info, captured_out, beat_time, result) -> None:
-        """Store info/output; a dict result goes to ``run_result`` (the column is a Float)."""
-        self._store_result(result)
-        super().heartbeat_event(info, captured_out, beat_time, self._float_or_none(result))
+        """Store info/output/heartbeat; a dict result goes to ``run_result``."""
+        with self._sync_lock:
+            self._row.update(
+                info=json.dumps(flatten(info)),
+                captured_out=captured_out,
+                heartbeat=beat_time,
+                result=self._float_or_none(result),
+            )
+            self._set_result(result)
+            self._sync()
+
+    def log_metrics(self, metrics_by_name: dict[str, dict], info: dict) -> None:
+        """Queue every point of ``metrics_by_name`` (Sacred's linearised form); store them."""
+        with self._sync_lock:
+            self._rows.extend(
+                {
+                    "run_id": self._pk,
+                    "name": name,
+                    "step": int(step),
+                    "value": float(value),
+                    "timestamp": timestamp,
+                }
+                for name, series in metrics_by_name.items()
+                for step, value, timestamp in zip(
+                    series["steps"], series["values"], series["timestamps"], strict=True
+                )
+            )
+            self._sync()
+
+    def artifact_event(self, name, filename, metadata=None, content_type=None) -> None:
+        """Store the artifact's bytes (read now: the file may be temporary)."""
+        with self._sync_lock:
+            with open(filename, "rb") as f:
+                content = f.read()
+            self._artifacts.append(
+                {"filename": _fit(name, 64), "content": content, "run_id": self._run_id}
+            )
+            self._sync()
+
+    def resource_event(self, filename) -> None:
+        """Sacred's resource link; a failure is reported by :meth:`missing`, not raised."""
+        with self._sync_lock:
+            try:
+                super().resource_event(filename)
+            except Exception as exc:
+                self.session.rollback()
+                self._lost.append(f"resource {filename}")
+                self._report(exc)
 
     def completed_event(self, stop_time, result) -> None:
         """Mark the run COMPLETED and store its result."""
-        self._store_result(result)
-        super().completed_event(stop_time, self._float_or_none(result))
+        self._set_result(result)
+        self._final(stop_time=stop_time, result=self._float_or_none(result), status="COMPLETED")
 
-    def log_metrics(self, metrics_by_name: dict[str, dict], info: dict) -> None:
-        """Insert every point of ``metrics_by_name`` (Sacred's linearised form) in one commit."""
-        rows = [
-            {
-                "run_id": self.run.id,
-                "name": name,
-                "step": int(step),
-                "value": float(value),
-                "timestamp": timestamp,
-            }
-            for name, series in metrics_by_name.items()
-            for step, value, timestamp in zip(
-                series["steps"], series["values"], series["timestamps"], strict=True
+    def interrupted_event(self, interrupt_time, status) -> None:
+        """Mark the run INTERRUPTED (or Sacred's status)."""
+        self._final(stop_time=interrupt_time, status=status)
+
+    def failed_event(self, fail_time, fail_trace) -> None:
+        """Mark the run FAILED with its trace."""
+        self._final(stop_time=fail_time, fail_trace="\n".join(fail_trace), status="FAILED")
+
+    def missing(self) -> str | None:
+        """What the stored run still lacks after the final event (None when complete)."""
+        with self._sync_lock:
+            parts = []
+            if self._rows:
+                parts.append(f"{len(self._rows)} metric points")
+            if self._row:
+                parts.append("run row fields " + ", ".join(sorted(self._row)))
+            if self._result is not None:
+                parts.append("the result")
+            if self._artifacts:
+                parts.append(f"{len(self._artifacts)} artifacts")
+            parts.extend(self._lost)
+            if not parts:
+                return None
+            return (
+                f"{self!r} did not store {'; '.join(parts)} of run {self._run_id} "
+                f"(last error: {self._error})"
             )
-        ]
-        if rows:
-            with self.lock:
-                try:
-                    self.session.execute(metrics_table.insert(), rows)
-                    self.session.commit()
-                except Exception:
-                    self.session.rollback()
-                    raise
 
     def save(self) -> None:
         """Commit; on error roll back so the session stays usable, then re-raise."""
@@ -253,13 +333,57 @@ class SqlMetricsObserver(SqlObserver):
                 self.session.rollback()
                 raise
 
-    def _store_result(self, result: Any) -> None:
-        if result is None or self.run is None:
-            return
-        text = json.dumps(flatten(result))
-        with self.lock:
-            self.session.execute(result_table.delete().where(result_table.c.run_id == self.run.id))
-            self.session.execute(result_table.insert(), [{"run_id": self.run.id, "result": text}])
+    def _final(self, **row: Any) -> None:
+        with self._sync_lock:
+            self._row.update(row)
+            deadline = time.monotonic() + self.final_wait_s
+            while not self._sync(force=True) and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def _set_result(self, result: Any) -> None:
+        if result is not None:
+            self._result = json.dumps(flatten(result))
+
+    def _sync(self, force: bool = False) -> bool:
+        """Store everything pending in one transaction; True when nothing is left pending."""
+        if not (self._rows or self._row or self._result is not None or self._artifacts):
+            return True
+        if not force and time.monotonic() < self._next_try:
+            return False
+        try:
+            with self.engine.begin() as conn:
+                if self._rows:
+                    conn.execute(metrics_table.insert(), self._rows)
+                if self._artifacts:
+                    conn.execute(Artifact.__table__.insert(), self._artifacts)
+                if self._result is not None:
+                    conn.execute(result_table.delete().where(result_table.c.run_id == self._pk))
+                    conn.execute(
+                        result_table.insert(), [{"run_id": self._pk, "result": self._result}]
+                    )
+                if self._row:
+                    runs = Run.__table__
+                    conn.execute(runs.update().where(runs.c.id == self._pk).values(**self._row))
+        except Exception as exc:  # any driver error: keep everything, try again later
+            self._report(exc)
+            with contextlib.suppress(Exception):
+                self.engine.dispose()
+            self._next_try = time.monotonic() + _RETRY_EVERY_S
+            return False
+        self._rows, self._row, self._result, self._artifacts = [], {}, None, []
+        if self._error is not None:
+            _LOG.warning("observer %r reconnected and stored everything it had buffered", self)
+            self._error = None
+        return True
+
+    def _report(self, exc: BaseException) -> None:
+        first = self._error is None
+        self._error = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc).strip()}"
+        if first:
+            _LOG.warning(
+                "observer %r cannot store the run (%s); buffering %d points and retrying at "
+                "every beat", self, self._error, len(self._rows),
+            )  # fmt: skip
 
     @staticmethod
     def _float_or_none(result: Any) -> float | None:
