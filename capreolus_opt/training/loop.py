@@ -193,7 +193,12 @@ def train(
     group_table = opt.group_table() if hasattr(opt, "group_table") else None
     if on_start is not None:
         on_start(
-            {"group_table": group_table, "strategy_summary": summary, "start_step": start_step}
+            {
+                "group_table": group_table,
+                "strategy_summary": summary,
+                "start_step": start_step,
+                "restored_from": state.restored_path,
+            }
         )
     fns = build_step_functions(
         task=task,
