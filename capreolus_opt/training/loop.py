@@ -201,6 +201,7 @@ def train(
                 "strategy_summary": summary,
                 "start_step": start_step,
                 "task_info": getattr(task, "run_info", dict)(),
+                "restored_from": state.restored_path,
             }
         )
     fns = build_step_functions(
