@@ -148,17 +148,18 @@ def _random_backbone(vocab_size, cls_id, sep_id, sequence_length, **sizes):
     )
 
 
-def _preset_backbone(preset: str, sequence_length: int):
-    if os.sep in preset and not os.path.isdir(preset):
-        raise ValueError(
-            f"preset must be a keras_hub preset folder or hub name. Received: {preset!r} "
-            "(not a folder)"
-        )
+def _preset_backbone(preset: str, sequence_length: int, vocab_size: int):
     backbone = keras_hub_module().models.BertBackbone.from_preset(preset)
     if sequence_length > backbone.max_sequence_length:
         raise ValueError(
             f"The packed length {sequence_length} exceeds the preset's "
             f"max_sequence_length={backbone.max_sequence_length}."
+        )
+    # Out-of-range ids fail on CPU but read zeros on GPU: refuse a vocabulary the backbone lacks.
+    if vocab_size > backbone.vocabulary_size:
+        raise ValueError(
+            f"preset {preset!r}: its vocabulary.txt has {vocab_size} tokens but the backbone "
+            f"embeds only {backbone.vocabulary_size}."
         )
     return backbone
 
@@ -210,7 +211,6 @@ def build_bert_reranker(
             dropout=dropout,
         )
     else:
-        backbone = _preset_backbone(preset, length)
         tokenizer = WordPieceTokenizer.from_preset(preset)
         if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
             raise ValueError(
@@ -220,6 +220,7 @@ def build_bert_reranker(
             )
         cls_id = tokenizer.cls_id if cls_id is None else cls_id
         sep_id = tokenizer.sep_id if sep_id is None else sep_id
+        backbone = _preset_backbone(preset, length, len(tokenizer))
     carrier = dict(
         cls_id=cls_id,
         sep_id=sep_id,
