@@ -164,6 +164,18 @@ def _preset_backbone(preset: str, sequence_length: int, vocab_size: int):
     return backbone
 
 
+def _inputs(pair_inputs, length, query_length, document_length, carrier):
+    if pair_inputs:
+        names = ("token_ids", "segment_ids", "padding_mask")
+        inputs = {n: keras.Input((length,), dtype="int32", name=n) for n in names}
+        return inputs, BertPackedInputs(**carrier, name="packer")
+    inputs = {
+        "query": keras.Input((query_length,), dtype="int32", name="query"),
+        "document": keras.Input((document_length,), dtype="int32", name="document"),
+    }
+    return inputs, BertPairPacker(**carrier, name="packer")
+
+
 def build_bert_reranker(
     *,
     vocab_size: int,
@@ -227,20 +239,10 @@ def build_bert_reranker(
         pad_id=pad_id,
         tokenizer=None if tokenizer is None else tokenizer.get_config(),
     )
-    if pair_inputs:
-        names = ("token_ids", "segment_ids", "padding_mask")
-        inputs = {n: keras.Input((length,), dtype="int32", name=n) for n in names}
-        packer = BertPackedInputs(**carrier, name="packer")
-        packed = packer(*(inputs[n] for n in names))
-    else:
-        inputs = {
-            "query": keras.Input((query_length,), dtype="int32", name="query"),
-            "document": keras.Input((document_length,), dtype="int32", name="document"),
-        }
-        packer = BertPairPacker(**carrier, name="packer")
-        packed = packer(inputs["query"], inputs["document"])
+    inputs, packer = _inputs(pair_inputs, length, query_length, document_length, carrier)
     if tokenizer is not None:
         packer.vocabulary_tokens = list(tokenizer.vocabulary.tokens)
+    packed = packer(*inputs.values())
     pooled = backbone(packed)["pooled_output"]
     pooled = layers.Dropout(dropout, name="head_dropout")(pooled)
     # No bias: ranking losses compare scores within a query, so a shared offset gets no gradient.
