@@ -165,7 +165,13 @@ class WordPieceTokenizer:
                 f"preset {preset!r} is not a folder; resolving a hub name needs keras-hub "
                 "(README: BERT rerankers)."
             ) from e
-        hub_tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+        try:
+            hub_tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+        except (ValueError, OSError) as e:  # unknown name; no network (requests' errors)
+            raise ValueError(
+                f"preset {preset!r} is not a folder, and keras_hub could not load it as a hub "
+                f"name: {e}"
+            ) from e
         config = hub_tokenizer.get_config()
         return cls(
             Vocabulary(tokens=list(hub_tokenizer.get_vocabulary())),
@@ -242,13 +248,20 @@ class WordPieceTokenizer:
 
     def encode_batch(self, texts: Sequence[str], *, max_length: int) -> np.ndarray:
         """int32 ``[N, max_length]`` WordPiece ids, cut at the end, padded with ``[PAD]``."""
+        return self.encode_batch_with_lengths(texts, max_length=max_length)[0]
+
+    def encode_batch_with_lengths(
+        self, texts: Sequence[str], *, max_length: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``encode_batch`` plus each text's int64 token count before the cut, so a caller can
+        record how many texts (``lengths > max_length``) and tokens were truncated."""
         _check_length("max_length", max_length, 1)
         ids = self.tokenize(texts)
         out = np.full((len(ids), max_length), self.pad_id, np.int32)
         for i, row in enumerate(ids):
             row = row[:max_length]
             out[i, : len(row)] = row
-        return out
+        return out, np.array([len(row) for row in ids], np.int64)
 
     def encode_pairs(
         self, queries: Sequence[str], documents: Sequence[str], max_len: int

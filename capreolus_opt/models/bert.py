@@ -148,19 +148,32 @@ def _random_backbone(vocab_size, cls_id, sep_id, sequence_length, **sizes):
     )
 
 
-def _preset_backbone(preset: str, sequence_length: int):
-    if os.sep in preset and not os.path.isdir(preset):
-        raise ValueError(
-            f"preset must be a keras_hub preset folder or hub name. Received: {preset!r} "
-            "(not a folder)"
-        )
+def _preset_backbone(preset: str, sequence_length: int, vocab_size: int):
     backbone = keras_hub_module().models.BertBackbone.from_preset(preset)
     if sequence_length > backbone.max_sequence_length:
         raise ValueError(
             f"The packed length {sequence_length} exceeds the preset's "
             f"max_sequence_length={backbone.max_sequence_length}."
         )
+    # Out-of-range ids fail on CPU but read zeros on GPU: refuse a vocabulary the backbone lacks.
+    if vocab_size > backbone.vocabulary_size:
+        raise ValueError(
+            f"preset {preset!r}: its vocabulary.txt has {vocab_size} tokens but the backbone "
+            f"embeds only {backbone.vocabulary_size}."
+        )
     return backbone
+
+
+def _inputs(pair_inputs, length, query_length, document_length, carrier):
+    if pair_inputs:
+        names = ("token_ids", "segment_ids", "padding_mask")
+        inputs = {n: keras.Input((length,), dtype="int32", name=n) for n in names}
+        return inputs, BertPackedInputs(**carrier, name="packer")
+    inputs = {
+        "query": keras.Input((query_length,), dtype="int32", name="query"),
+        "document": keras.Input((document_length,), dtype="int32", name="document"),
+    }
+    return inputs, BertPairPacker(**carrier, name="packer")
 
 
 def build_bert_reranker(
@@ -210,7 +223,6 @@ def build_bert_reranker(
             dropout=dropout,
         )
     else:
-        backbone = _preset_backbone(preset, length)
         tokenizer = WordPieceTokenizer.from_preset(preset)
         if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
             raise ValueError(
@@ -220,26 +232,17 @@ def build_bert_reranker(
             )
         cls_id = tokenizer.cls_id if cls_id is None else cls_id
         sep_id = tokenizer.sep_id if sep_id is None else sep_id
+        backbone = _preset_backbone(preset, length, len(tokenizer))
     carrier = dict(
         cls_id=cls_id,
         sep_id=sep_id,
         pad_id=pad_id,
         tokenizer=None if tokenizer is None else tokenizer.get_config(),
     )
-    if pair_inputs:
-        names = ("token_ids", "segment_ids", "padding_mask")
-        inputs = {n: keras.Input((length,), dtype="int32", name=n) for n in names}
-        packer = BertPackedInputs(**carrier, name="packer")
-        packed = packer(*(inputs[n] for n in names))
-    else:
-        inputs = {
-            "query": keras.Input((query_length,), dtype="int32", name="query"),
-            "document": keras.Input((document_length,), dtype="int32", name="document"),
-        }
-        packer = BertPairPacker(**carrier, name="packer")
-        packed = packer(inputs["query"], inputs["document"])
+    inputs, packer = _inputs(pair_inputs, length, query_length, document_length, carrier)
     if tokenizer is not None:
         packer.vocabulary_tokens = list(tokenizer.vocabulary.tokens)
+    packed = packer(*inputs.values())
     pooled = backbone(packed)["pooled_output"]
     pooled = layers.Dropout(dropout, name="head_dropout")(pooled)
     # No bias: ranking losses compare scores within a query, so a shared offset gets no gradient.

@@ -135,6 +135,9 @@ def test_encode_batch_is_a_vocabulary_drop_in(vocab_file):
     want = [tok.vocabulary.token_id(t) for t in ("re", "##rank", "##ing", "document")]
     np.testing.assert_array_equal(out, [want, [0, 0, 0, 0]])
     assert out.dtype == np.int32
+    again, lengths = tok.encode_batch_with_lengths(["Reranking documents", ""], max_length=4)
+    np.testing.assert_array_equal(again, out)
+    np.testing.assert_array_equal(lengths, [5, 0])  # re ##rank ##ing document ##s: 1 cut
     assert len(tok) == tok.vocab_size == len(SPECIALS) + len(WORDS) and tok.pad_id == 0
 
 

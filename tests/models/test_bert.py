@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -113,6 +114,15 @@ def test_preset_errors_name_the_problem(preset, tmp_path):
         build_bert_reranker(
             vocab_size=n, query_length=3, document_length=4, preset=str(tmp_path / "missing")
         )
+    with pytest.raises(ValueError, match="could not load it as a hub name: Unknown preset"):
+        build_bert_reranker(vocab_size=n, query_length=3, document_length=4, preset="no_such")
+    # A vocabulary longer than the backbone's embedding table.
+    bigger = tmp_path / "bigger"
+    shutil.copytree(preset, bigger)
+    with open(bigger / "assets" / "tokenizer" / "vocabulary.txt", "a") as f:
+        f.write("extra1\nextra2\n")
+    with pytest.raises(ValueError, match=f"has {n + 2} tokens but the backbone embeds only {n}"):
+        build_bert_reranker(vocab_size=n + 2, query_length=3, document_length=4, preset=str(bigger))
 
 
 def test_host_packed_pairs_score_like_graph_packed_ids(preset):
