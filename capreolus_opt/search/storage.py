@@ -82,12 +82,42 @@ def check_storage_url(url: str, *, parallel: bool) -> str:
 
 def open_storage(url: str, *, parallel: bool = False) -> Any:
     """Return the Optuna storage for ``url`` (see the module docstring)."""
-    import optuna
 
     kind = check_storage_url(url, parallel=parallel)
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(_journal_path(url)))
+    url = _rdb_url(url, kind)
+    if kind == "postgresql":
+        return _postgres_storage(url)
+    return _rdb_storage(url)
+
+
+def _rdb_storage(url: str) -> Any:
+    import optuna
+
     # pool_pre_ping: a worker that waited long (one trial is minutes) finds its connection alive.
-    return optuna.storages.RDBStorage(_rdb_url(url, kind), engine_kwargs={"pool_pre_ping": True})
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+# Any constant; PostgreSQL advisory locks are keyed by a 64-bit integer per database.
+_SCHEMA_LOCK = 0x63617072_6F707401
+
+
+def _postgres_storage(url: str) -> Any:
+    """RDB storage, opened while holding an advisory lock: Optuna creates its schema when the
+    storage opens, and workers opening a fresh database at once collide on CREATE TYPE
+    (UniqueViolation on pg_type; seen with two workers here)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK})
+            try:
+                return _rdb_storage(url)
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK})
+    finally:
+        engine.dispose()

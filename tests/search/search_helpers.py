@@ -57,12 +57,20 @@ def scratch_postgres() -> Iterator[str]:
         admin.dispose()
 
 
-def load_study(name: str, storage: str):
+def study_trials(name: str, storage: str) -> list:
+    """The trials of study ``name`` (its storage's connections closed again)."""
     import optuna
 
     from capreolus_opt.search.storage import open_storage
 
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
+    backend = open_storage(storage)
+    try:
+        return optuna.load_study(study_name=name, storage=backend).trials
+    finally:
+        engine = getattr(backend, "engine", None)  # RDB storage: pooled connections
+        if engine is not None:
+            backend.remove_session()
+            engine.dispose()
 
 
 def cli_env() -> dict[str, str]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from search_helpers import cli_env, load_study, scratch_configs
+from search_helpers import cli_env, scratch_configs, study_trials
 
 from capreolus_opt import load_runs
 
@@ -67,7 +67,7 @@ def test_two_tune_workers_run_as_a_slurm_job_array(tmp_path):
                "--observer", "file://runs", *SLURM_FLAGS, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "(2 workers)" in proc.stdout
-    trials = [t for t in load_study("sl", storage).trials if "stopped_reason" not in t.user_attrs]
+    trials = [t for t in study_trials("sl", storage) if "stopped_reason" not in t.user_attrs]
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     runs = {r.run_uuid: r for r in load_runs(str(tmp_path / "runs"))}
     for trial in trials:

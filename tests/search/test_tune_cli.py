@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import POSTGRES_URL, cli_env, load_study, scratch_configs, scratch_postgres
+from search_helpers import POSTGRES_URL, cli_env, scratch_configs, scratch_postgres, study_trials
 
 from capreolus_opt import load_runs
 
@@ -60,7 +60,7 @@ def test_trials_link_runs_the_pruner_stops_a_bad_one_and_the_study_resumes(tmp_p
     proc = tune(*argv, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
 
-    trials = load_study("lr", storage).trials
+    trials = study_trials("lr", storage)
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
     runs = {run.run_uuid: run for run in load_runs(str(tmp_path / "runs"))}
     assert len(runs) == 2
@@ -95,7 +95,7 @@ def test_trials_link_runs_the_pruner_stops_a_bad_one_and_the_study_resumes(tmp_p
 
     again = tune(*argv, cwd=tmp_path)  # the study already holds its 2 trials: nothing to do
     assert again.returncode == 0, again.stderr[-2000:]
-    assert len(load_study("lr", storage).trials) == 2
+    assert len(study_trials("lr", storage)) == 2
     assert len(load_runs(str(tmp_path / "runs"))) == 2
 
 
@@ -122,14 +122,14 @@ def test_an_interrupted_trial_resumes_its_run_when_the_study_continues(tmp_path)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, out[-3000:]
-    first = load_study("i", storage).trials
+    first = study_trials("i", storage)
     assert [t.state.name for t in first] == ["FAIL", "WAITING"]
     assert first[0].user_attrs["stopped_reason"] == "interrupted"
     assert first[1].user_attrs["resume_run"] == first[0].user_attrs["run_uuid"]
 
     proc = tune(*argv, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    trials = load_study("i", storage).trials
+    trials = study_trials("i", storage)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     runs = {run.run_uuid: run for run in load_runs(str(tmp_path / "runs"))}
     old, new = (runs[t.user_attrs["run_uuid"]] for t in trials)
@@ -161,7 +161,7 @@ def test_two_workers_share_a_postgresql_study(tmp_path):
         ]
         outputs = [w.communicate(timeout=1200)[0] for w in workers]
         assert [w.returncode for w in workers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
-        trials = load_study("pg", url).trials
+        trials = study_trials("pg", url)
         counted = [t for t in trials if t.user_attrs.get("stopped_reason") != "surplus"]
         assert len(counted) == 3 and all(t.state.name == "COMPLETE" for t in counted)
         assert sorted(t.number for t in counted) == sorted({t.number for t in counted})
