@@ -17,6 +17,10 @@ metrics sink separate the phases, so both are measured warm (after tracing):
 Printed: training triples/s, evaluation pairs/s, and the share of wall time that evaluation
 takes in the default schedule of ``trec_reranker.gin`` (2000 steps, an evaluation every 500:
 4 evaluations). Target: <= 15%.
+
+Measured on the shared 2-core CPU (load average ~13, so absolute speeds are several times too
+slow; the ratio is what matters), ``--queries 200 --top-k 100 --steps 8``: 3.3 training
+triples/s, 32.3 evaluation pairs/s (3999 pairs in 124 s), evaluation 2.5% of a default run.
 """
 
 from __future__ import annotations
