@@ -17,6 +17,11 @@ generator's memory is not counted:
    ``rerank_run``. Documents are read from the store by row, never held as Python strings.
 
 Target: ``serve`` within 2 GB of resident memory at 1M documents.
+
+Measured on the shared 2-core CPU: 1M documents (279 MB): cold load 60.5 s, cached 4.9 s
+(12.3x), ``serve`` peak RSS 1.35 GiB (TensorFlow itself is ~0.6 GiB of it), reranking 19,999
+pairs in 11.9 s. 100k documents: cold 194 s vs cached 24 s (8.1x, under a load average of ~13),
+``serve`` 0.90 GiB.
 """
 
 from __future__ import annotations
