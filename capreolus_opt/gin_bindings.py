@@ -17,7 +17,8 @@ Names in gin files:
 - ``schedules.ExponentialDecay | PolynomialDecay | CosineDecay | PiecewiseConstantDecay``: Keras
   learning-rate schedules, usable as a group lr inside ``pattern_lrs``.
 - ``make_strategy``, ``train``: the training layer.
-- ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``: the example task and its data;
+- ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``, ``TrecRerankingData``: the
+  example task and its data;
   ``layerwise_decay_pattern_lrs`` (``AdamMultilr.pattern_lrs = @layerwise_decay_pattern_lrs()``);
   with the ``hub`` extra, ``RerankingTask.model_builder = @bert_reranker_builder()`` and
   ``TsvRankingData.tokenizer = @bert_wordpiece_tokenizer()`` (the preset's own WordPiece).

@@ -72,6 +72,9 @@ def handle_rerank(args: argparse.Namespace) -> int:
         return _error(f"-o {args.output}: the folder {out_dir} does not exist")
     try:
         workdir = resolve_workdir(args.run, args.source or ["file://runs"])
+        spec = os.path.join(workdir, "best", "reranker.json")
+        if not os.path.isfile(spec):  # checked before paying for TensorFlow's import
+            return _error(f"{workdir} holds no saved reranker ({spec} is missing)")
         from capreolus_opt.cli import import_tensorflow_quietly
 
         import_tensorflow_quietly()

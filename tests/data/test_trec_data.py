@@ -225,3 +225,12 @@ def test_truncation_stats_and_warning(tmp_path, caplog):
     text = caplog.text
     assert "100.0% of documents are longer than max_doc_length=10" in text
     assert ("of queries are longer" in text) == (np.mean(np.array(lengths) > 3) > 0.05)
+
+
+def test_bundled_smoke_collection_is_what_the_generator_makes(tmp_path):
+    root = Path(__file__).resolve().parents[2] / "gin_configs" / "data" / "trec_smoke"
+    paths = generate_trec_collection(str(tmp_path), num_queries=24, seed=0)
+    for name, path in paths.items():
+        assert Path(path).read_bytes() == (root / Path(path).name).read_bytes(), name
+    folds = json.loads((root / "folds.json").read_text())
+    assert sorted(sum(folds.values(), []), key=lambda q: int(q[1:])) == [f"q{i}" for i in range(24)]

@@ -241,7 +241,13 @@ def _candidate_rows(
     return rows
 
 
-def _eval_pairs(inputs, rows, store, encoder, lq) -> tuple[EvalPairs, EvalIndex]:
+def _eval_pairs(
+    inputs: TrecInputs,
+    rows: dict[str, np.ndarray],
+    store: TokenizedCollection,
+    encoder: Any,
+    lq: int,
+) -> tuple[EvalPairs, EvalIndex]:
     splits, qids, docids, scores, labels, qnum, doc_rows = [], [], [], [], [], [], []
     queries = []
     for split in ("dev", "test"):
@@ -269,7 +275,15 @@ def _eval_pairs(inputs, rows, store, encoder, lq) -> tuple[EvalPairs, EvalIndex]
     return pairs, index
 
 
-def _truncation(inputs, rows, doc_rows, store, encoder, lq, ld) -> dict[str, float]:
+def _truncation(
+    inputs: TrecInputs,
+    rows: dict[str, np.ndarray],
+    doc_rows: np.ndarray,
+    store: TokenizedCollection,
+    encoder: Any,
+    lq: int,
+    ld: int,
+) -> dict[str, float]:
     qids = [q for split in inputs.folds.values() for q in split]
     qlen = np.array([encoder.encode_with_length(inputs.topics[q], max_length=lq)[1] for q in qids])
     all_rows = np.unique(np.concatenate([*rows.values(), doc_rows]).astype(np.int64))

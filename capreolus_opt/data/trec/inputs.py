@@ -65,8 +65,8 @@ def _check_splits(inputs: TrecInputs, paths: dict[str, str], need_train: bool) -
         without = [q for q in qids if not inputs.run.get(q)]
         if without:
             log.warning(
-                "%d of %d %s queries have no first-stage candidates (e.g. %r); they are left out "
-                "of the %s run and its metrics, as trec_eval does",
+                "%d of %d %s queries have no first-stage candidates (e.g. %r); a judged one "
+                "counts 0 in the %s metrics (trec_eval -c)",
                 len(without), len(qids), split, without[0], split,
             )  # fmt: skip
     for split in ("dev", "test"):
