@@ -47,9 +47,9 @@ def group_curve(group: Group, metric: str, band: str = "std") -> tuple[np.ndarra
     if band == "std":
         half[many] = std[many]
     elif band == "ci":
-        from scipy import stats as sps
+        from scipy.special import stdtrit
 
-        half[many] = sps.t.ppf(0.975, count[many] - 1) * std[many] / np.sqrt(count[many])
+        half[many] = stdtrit(count[many] - 1, 0.975) * std[many] / np.sqrt(count[many])
     return steps, mean, mean - half, mean + half
 
 
