@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "capreolus_opt.tracking.cli",  # train
     "capreolus_opt.commands_groups",  # groups
     "capreolus_opt.runs.cli",  # compare, diff, plot, sweep
+    "capreolus_opt.commands.export",  # export tensorboard | mlflow
 )
 
 

@@ -1,0 +1,1 @@
+"""Sub-commands of ``capreolus-opt`` that have a module of their own (``register(subparsers)``)."""
