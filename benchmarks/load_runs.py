@@ -1,7 +1,9 @@
 """Benchmark: ``load_runs`` on 1,000 FileStorage runs x 1,000 metric points vs plain ``json.load``.
 
 Quality bar (issue 5): reading and normalizing the runs costs less than 3x ``json.load`` of the
-same files (run.json, config.json, info.json, metrics.json of every run folder). The folders are
+same files (run.json, config.json, info.json, metrics.json of every run folder). Issue 10:
+``compare --group-by`` (7 groups of seeds, mean/std/CI per group) costs at most 2x plain
+``compare`` on the same runs, both through the real command handler. The folders are
 written in Sacred's FileStorageObserver format (``json.dump(..., sort_keys=True, indent=2)``, ISO
 timestamps), with 1,000 points per run over 4 metrics. Timings alternate baseline / candidate and
 report medians (DESIGN.md §6: absolute times drift on shared machines, ratios do not).
@@ -12,7 +14,9 @@ Run: ``.venv/bin/python benchmarks/load_runs.py [--runs 1000] [--points 1000] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import statistics
@@ -49,7 +53,8 @@ def write_runs(root: str, n_runs: int, n_points: int) -> None:
         _dump(
             {"gin_files": ["gin_configs/smoke.gin"], "seed": i,
              "gin_bindings": [f"AdamMultilr.learning_rate = {lr!r}"],
-             "hparams": [["AdamMultilr.learning_rate", lr], ["train.steps", 500]]},
+             "hparams": [["AdamMultilr.learning_rate", lr], ["train.steps", 500],
+                         ["train.seed", i]]},
             os.path.join(folder, "config.json"),
         )  # fmt: skip
         _dump(
@@ -81,6 +86,18 @@ def plain_json(root: str) -> int:
     return count
 
 
+def run_compare(root: str, *extra: str) -> str:
+    """``capreolus-opt compare ROOT --format csv EXTRA...`` in this process; its stdout."""
+    from capreolus_opt.cli import main as cli_main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(["compare", root, "--format", "csv", *extra])
+    if code != 0:
+        raise SystemExit(f"compare {' '.join(extra)} exited {code}")
+    return out.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -105,6 +122,20 @@ def main() -> None:
         print(f"{args.runs} runs x {points} points, median of {args.repeats}")
         print(f"json.load baseline: {b:.3f} s   load_runs: {c:.3f} s   ratio: {c / b:.2f}x "
               f"(target < 3x)")  # fmt: skip
+        plain, grouped = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            rows = run_compare(root)
+            t1 = time.perf_counter()
+            groups = run_compare(root, "--group-by")
+            t2 = time.perf_counter()
+            plain.append(t1 - t0)
+            grouped.append(t2 - t1)
+        if rows.count("\n") != args.runs + 1 or groups.count("\n") != 7 + 1:
+            raise SystemExit("compare printed an unexpected number of rows")
+        p, g = statistics.median(plain), statistics.median(grouped)
+        print(f"compare: {p:.3f} s   compare --group-by (7 groups): {g:.3f} s   "
+              f"ratio: {g / p:.2f}x (target <= 2x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "capreolus_opt.commands.runs",  # compare, diff, plot, sweep
     "capreolus_opt.commands.rerank",  # rerank
     "capreolus_opt.commands.tune",  # tune
+    "capreolus_opt.commands.export",  # export tensorboard | mlflow
 )
 
 

@@ -47,9 +47,9 @@ def group_curve(group: Group, metric: str, band: str = "std") -> tuple[np.ndarra
     if band == "std":
         half[many] = std[many]
     elif band == "ci":
-        from scipy import stats as sps
+        from scipy.special import stdtrit
 
-        half[many] = sps.t.ppf(0.975, count[many] - 1) * std[many] / np.sqrt(count[many])
+        half[many] = stdtrit(count[many] - 1, 0.975) * std[many] / np.sqrt(count[many])
     return steps, mean, mean - half, mean + half
 
 
@@ -101,8 +101,15 @@ def plot_groups(
             if curve is None:
                 continue
             steps, mean, low, high = curve
-            ax.plot(steps, mean, color=color, label=f"{group.label} (n={len(group.runs)})")
-            if band != "none" and np.any(high > low):
+            # Markers when points are few: an eval logged once is a single point, no line.
+            marker = "o" if steps.size <= 20 else None
+            label = f"{group.label} (n={len(group.runs)})"
+            ax.plot(steps, mean, color=color, label=label, marker=marker, markersize=4)
+            if band == "none" or not np.any(high > low):
+                continue
+            if steps.size == 1:
+                ax.errorbar(steps, mean, yerr=[mean - low, high - mean], color=color, capsize=4)
+            else:
                 ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_title(name)
         ax.set_xlabel("step")

@@ -20,7 +20,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as _sps
+
+# scipy.special (Student-t CDF and quantile) imports in ~1/4 of the time scipy.stats takes
+# (3.3 s vs 12.3 s measured here under load), and compare pays it on every invocation.
+from scipy.special import stdtr, stdtrit
 
 # Sign-flip vectors evaluated per matrix product; bounds memory at 1000 x n_queries float64.
 _CHUNK = 1000
@@ -77,7 +80,7 @@ def summarize(values: Sequence[float] | np.ndarray, confidence: float = 0.95) ->
     if n == 1:
         return Summary(1, mean, math.nan, math.nan, math.nan)
     std = float(np.std(x, ddof=1))
-    half = float(_sps.t.ppf((1.0 + confidence) / 2.0, n - 1)) * std / math.sqrt(n)
+    half = float(stdtrit(n - 1, (1.0 + confidence) / 2.0)) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
 
 
@@ -93,8 +96,11 @@ def welch_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray)
     method = f"Welch t-test over runs ({x.size} vs {y.size})"
     if x.size < 2 or y.size < 2:
         return TestResult(method + ": needs >= 2 runs per group", diff, math.nan, math.nan, 0)
-    res = _sps.ttest_ind(x, y, equal_var=False)
-    return TestResult(method, diff, float(res.statistic), float(res.pvalue), int(x.size + y.size))
+    va, vb = np.var(x, ddof=1) / x.size, np.var(y, ddof=1) / y.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (np.mean(x) - np.mean(y)) / np.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    return TestResult(method, diff, float(t), _two_sided(t, df), int(x.size + y.size))
 
 
 def paired_t_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> TestResult:
@@ -107,8 +113,10 @@ def paired_t_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
     method = f"paired t-test over {x.size} queries"
     if x.size < 2:
         return TestResult(method + ": needs >= 2", _mean_diff(x, y), math.nan, math.nan, x.size)
-    res = _sps.ttest_rel(x, y)
-    return TestResult(method, _mean_diff(x, y), float(res.statistic), float(res.pvalue), x.size)
+    d = x - y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.mean(d) / (np.std(d, ddof=1) / math.sqrt(d.size))
+    return TestResult(method, _mean_diff(x, y), float(t), _two_sided(t, d.size - 1), x.size)
 
 
 def permutation_test(
@@ -171,6 +179,13 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out.tolist()
+
+
+def _two_sided(t: float, df: float) -> float:
+    """``P(|T| >= |t|)`` for Student's t with ``df`` degrees of freedom (NaN stays NaN)."""
+    if math.isnan(t) or math.isnan(df):
+        return math.nan
+    return float(min(1.0, 2.0 * stdtr(df, -abs(t))))
 
 
 def _paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple:

@@ -22,10 +22,12 @@ def record_seeded(
     value: float,
     per_query: dict[str, float] | None = None,
     loss: float = 0.5,
+    extra: tuple = (),
 ) -> str:
     """Write one COMPLETED run through ``observers``; returns its run UUID."""
     run_uuid = uuid.uuid4().hex
-    hparams = [["AdamMultilr.learning_rate", lr], ["train.num_steps", 8], ["train.seed", seed]]
+    hparams = [["AdamMultilr.learning_rate", lr], ["train.num_steps", 8], ["train.seed", seed],
+               *map(list, extra)]  # fmt: skip
     ex = Experiment("grouped", save_git_info=False)
     ex.add_config(
         gin_files=["gin_configs/smoke.gin"],

@@ -85,6 +85,18 @@ def test_uneven_steps_leave_no_band_where_one_run_logged(twelve_runs):
     assert steps[-1] == 400 and mean[-1] == 0.1 and low[-1] == high[-1] == 0.1
 
 
+def test_a_metric_logged_once_is_drawn_as_points_with_error_bars(twelve_runs, tmp_path):
+    for run in twelve_runs:
+        series = run.metrics["eval/mrr@10"]
+        run.metrics["eval/mrr@10"] = type(series)([series.steps[-1]], [series.values[-1]])
+    found = groups.group_runs(twelve_runs)
+    fig = group_plot.plot_groups(found, ["eval/mrr@10"], str(tmp_path / "once.png"))
+    (ax,) = fig.axes
+    lines = [line for line in ax.lines if line.get_label() and not line.get_label().startswith("_")]
+    assert len(lines) == 4 and all(line.get_marker() == "o" for line in lines)
+    assert len(ax.containers) == 4  # one error bar (the std band) per group
+
+
 def test_per_run_plot_puts_the_legend_outside_too(twelve_runs, tmp_path):
     fig = plot.plot_runs(twelve_runs[:6], ["train/loss"], str(tmp_path / "runs.png"))
     fig.canvas.draw()

@@ -1,0 +1,1 @@
+"""Export tracked runs to TensorBoard (``tensorboard.py``) and MLflow (``mlflow.py``)."""
