@@ -70,6 +70,25 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=handle_train)
 
 
+def train_arguments(**values: Any) -> argparse.Namespace:
+    """The ``train`` arguments a launcher passes to :func:`handle_train` in-process: every
+    option's default from the real parser, then ``values`` (e.g. ``gin_files=``, ``run_info=``),
+    so a launcher never misses an option added later.
+
+    Raises:
+        TypeError: a name in ``values`` that ``train`` has no option for (``run_info`` aside).
+    """
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train"])
+    unknown = set(values) - set(vars(args)) - {"run_info"}
+    if unknown:
+        raise TypeError(f"train has no option {sorted(unknown)}; expected {sorted(vars(args))}")
+    for name, value in values.items():
+        setattr(args, name, value)
+    return args
+
+
 def _positive_seconds(text: str) -> float:
     value = float(text)
     if not (0 < value < float("inf")):

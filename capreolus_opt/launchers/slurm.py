@@ -171,7 +171,9 @@ def sweep_point_job(point: dict) -> dict:
     if state.get("returncode") == 0:
         return state  # the point finished before the task was requeued
     run_uuid = uuid.uuid4().hex
-    args = argparse.Namespace(
+    from capreolus_opt.commands.train import train_arguments
+
+    args = train_arguments(
         gin_files=[point["config"]], gin_param=[*point["extra"], *point["bindings"]],
         workdir=point["workdir"], observer=point["observers"] or None, resume=None, seed=None,
         capture="sys", run_info={"run_uuid": run_uuid, "slurm": _slurm_info()},

@@ -116,7 +116,9 @@ def _train_args(
     workdir = ""
     if spec.workdir_root and not resume:
         workdir = os.path.join(spec.workdir_root, info["run_uuid"])
-    return argparse.Namespace(
+    from capreolus_opt.commands.train import train_arguments
+
+    return train_arguments(
         gin_files=gin_files,
         gin_param=bindings,
         workdir=workdir,

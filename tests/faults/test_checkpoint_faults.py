@@ -154,12 +154,21 @@ def test_checkpoint_of_another_model_is_an_error_not_a_fallback(tmp_path: Path) 
 
 
 # ------------------------------------------------------------------ through the real CLI
-def cli_train(tmp_path: Path, *bindings: str):
-    args = ["train", SMOKE, "--workdir", str(tmp_path / "w"), "--observer"]
+def cli_train(tmp_path: Path, *bindings: str, resume: str | None = None):
+    """Train smoke.gin into ``tmp_path/w``; with ``resume``, continue that run (the workdir
+    belongs to the run that made it, so only its continuation may train there again)."""
+    config = ["--resume", resume] if resume else [SMOKE]
+    args = ["train", *config, "--workdir", str(tmp_path / "w"), "--observer"]
     args.append(f"file://{tmp_path / 'runs'}")
     for binding in bindings:
         args += ["--gin_param", binding]
     return run_cli(*args)
+
+
+def run_uuid(proc) -> str:
+    match = re.search(r"^run ([0-9a-f]{32}) ", proc.stdout, re.MULTILINE)
+    assert match, proc.stdout + proc.stderr
+    return match.group(1)
 
 
 def recorded(tmp_path: Path, run_id: int) -> tuple[str, list[int]]:
@@ -174,7 +183,7 @@ def test_cli_truncated_checkpoint_falls_back_and_garbage_state_resumes(tmp_path:
     first = cli_train(tmp_path)  # smoke.gin: 8 steps, checkpoints at 4 and 8
     assert first.returncode == 0, first.stderr
     truncate(tmp_path / "w" / DATA.format(8))
-    second = cli_train(tmp_path)
+    second = cli_train(tmp_path, resume=run_uuid(first))
     assert second.returncode == 0, second.stderr
     assert f"{tmp_path / 'w' / DATA.format(8)} cannot be read" in second.stderr
     assert f"falling back to checkpoint {tmp_path / 'w' / 'ckpt-4'}" in second.stderr
@@ -182,7 +191,7 @@ def test_cli_truncated_checkpoint_falls_back_and_garbage_state_resumes(tmp_path:
     assert checkpoint_step(tmp_path / "w") == 8
 
     (tmp_path / "w" / "checkpoint").write_text("garbage")
-    third = cli_train(tmp_path, "train.num_steps = 12")
+    third = cli_train(tmp_path, "train.num_steps = 12", resume=run_uuid(second))
     assert third.returncode == 0, third.stderr
     assert f"checkpoint state file {tmp_path / 'w' / 'checkpoint'} is unreadable" in third.stderr
     assert recorded(tmp_path, 3) == ("COMPLETED", [10, 12])  # from step 8, not from 0
@@ -193,7 +202,7 @@ def test_cli_only_checkpoint_truncated_fails_naming_the_file(tmp_path: Path) -> 
     first = cli_train(tmp_path, "train.num_steps = 4")
     assert first.returncode == 0, first.stderr
     truncate(tmp_path / "w" / DATA.format(4))
-    second = cli_train(tmp_path)
+    second = cli_train(tmp_path, resume=run_uuid(first))
     assert second.returncode == 1
     assert "CheckpointReadError: no readable checkpoint in" in second.stderr
     assert f"{tmp_path / 'w' / DATA.format(4)} cannot be read" in second.stderr

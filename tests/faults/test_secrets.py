@@ -134,6 +134,7 @@ def test_sweep_keeps_password_urls_off_every_command_line(tmp_path, secret_db):
                 leaked.append(cmdline.replace("\0", " "))
         time.sleep(0.05)
     output = proc.stdout.read()
+    proc.stdout.close()
     assert proc.returncode == 0, output
     assert PASSWORD not in output
     assert not leaked, leaked
