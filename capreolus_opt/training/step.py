@@ -63,9 +63,9 @@ def build_step_functions(
 ) -> StepFunctions:
     """Build the traced steps for ``task`` (see the module docstring).
 
-    The optimizer must already be built on ``model.trainable_variables`` inside
-    ``strategy.scope()`` (a Keras optimizer built lazily inside the first ``tf.function`` call
-    fails under ``MirroredStrategy``, DESIGN.md §3 (c)).
+    ``train()`` builds the optimizer (a ``LossScaleOptimizer`` with its inner one) on
+    ``model.trainable_variables`` inside ``strategy.scope()`` before this traces anything, so
+    that no variable is created inside a traced step.
     """
     variables: Sequence[keras.Variable] = list(model.trainable_variables)
     counts = {"train": 0, "train_with_diagnostics": 0, "evaluate": 0}
