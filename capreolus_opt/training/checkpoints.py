@@ -99,6 +99,7 @@ class CheckpointState:
         chief: bool,
         worker_id: int,
         max_to_keep: int,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         # Created by the caller inside strategy.scope(), so that it is mirrored under a strategy.
         self.step = tf.Variable(
@@ -108,7 +109,10 @@ class CheckpointState:
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             name="global_step",
         )
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+        # `extra`: more state to save beside them (the loss scale under mixed_float16).
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, step=self.step, **(extra or {})
+        )
         self.workdir = workdir
         self._chief = chief
         self._directory = workdir if chief else os.path.join(workdir, f".worker_tmp_{worker_id}")
@@ -141,7 +145,7 @@ class CheckpointState:
                 warnings.warn(
                     f"{damaged[-1]}; falling back to checkpoint {path}",
                     CheckpointFallbackWarning,
-                    stacklevel=3,
+                    stacklevel=4,  # train()'s caller
                 )
             try:
                 self._restore(path)

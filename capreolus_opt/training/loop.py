@@ -12,7 +12,7 @@ Example::
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from capreolus_opt.training import diagnostics as diag
+from capreolus_opt.training import precision
 from capreolus_opt.training.checkpoints import CheckpointState, stop_on_signals
 from capreolus_opt.training.data import distribute_eval_dataset, distribute_train_dataset
+from capreolus_opt.training.plan import Plan, validate
 from capreolus_opt.training.selection import EvaluationRecorder
 from capreolus_opt.training.sinks import MetricsSink, ProgressReporter
 from capreolus_opt.training.step import StepFunctions, build_step_functions
@@ -54,47 +56,6 @@ class TrainResult:
     trace_counts: dict[str, int] = field(default_factory=dict)
     #: files the task wrote for its evaluations (run files, per-query metrics; selection.py)
     artifacts: list[str] = field(default_factory=list)
-
-
-def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        bound = ">= 0" if allow_zero else ">= 1"
-        raise ValueError(f"{name} must be an int {bound}. Received: {value!r}")
-
-
-def _validate(
-    num_steps: int,
-    global_batch_size: int,
-    steps_per_loop: int,
-    strategy: Any,
-    jit_compile: bool,
-    intervals: Mapping[str, int],
-) -> None:
-    _check_positive("num_steps", num_steps, allow_zero=True)
-    _check_positive("global_batch_size", global_batch_size)
-    _check_positive("steps_per_loop", steps_per_loop)
-    replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} is not divisible by the {replicas} replicas "
-            "of the strategy"
-        )
-    if jit_compile and replicas > 1:
-        # XLA cannot compile a replica function that reads mirrored variables ("Trying to access
-        # resource .../replica_1 ... from device CPU:0", TF 2.21) nor the optimizer's merge_call.
-        raise ValueError(
-            f"jit_compile=True needs a single-replica strategy (default or one_device); "
-            f"{type(strategy).__name__} has {replicas} replicas. TPUStrategy compiles with XLA "
-            "anyway: leave jit_compile=False there."
-        )
-    for name, value in {"num_steps": num_steps, **intervals}.items():
-        if name != "num_steps":
-            _check_positive(name, value, allow_zero=True)
-        if value % steps_per_loop:
-            raise ValueError(
-                f"{name}={value} must be a multiple of steps_per_loop={steps_per_loop} "
-                "(the loop acts only between step calls)"
-            )
 
 
 def _build_optimizer(optimizer: Any, strategy: tf.distribute.Strategy) -> Any:
@@ -148,6 +109,7 @@ def train(
     sink: MetricsSink | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     progress: str | bool = "auto",
+    mixed_precision: str | None = None,
 ) -> TrainResult:
     """Train ``task`` for ``num_steps`` optimizer steps (resuming from ``workdir`` if it holds a
     checkpoint) and evaluate at the end.
@@ -156,133 +118,240 @@ def train(
     every ``eval_every`` steps (0: only at the end) the ``eval/<metric>`` values; a checkpoint is
     written every ``checkpoint_every`` steps (0: only at the end), at the end, and on
     SIGINT/SIGTERM (then ``KeyboardInterrupt`` is raised). Intervals and ``num_steps`` must be
-    multiples of ``steps_per_loop``; 0 disables an interval.
+    multiples of ``steps_per_loop``; 0 disables an interval. ``mixed_precision``
+    (``"mixed_float16"``, ``"mixed_bfloat16"`` or None) is the Keras policy the model is built
+    under (float16 adds dynamic loss scaling; see ``precision.py``); ``jit_compile`` XLA-compiles
+    each replica's step (one replica, or MirroredStrategy over GPUs).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
         KeyboardInterrupt: SIGINT/SIGTERM arrived (after checkpointing and flushing the sink).
+        CheckpointReadError: ``workdir`` holds checkpoints but none can be read.
         ValueError, TypeError: bad arguments (the message names the value).
     """
-    intervals = {
-        "metrics_every": metrics_every,
-        "eval_every": eval_every,
-        "checkpoint_every": checkpoint_every,
+    plan = Plan(
+        num_steps=num_steps,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        steps_per_loop=steps_per_loop,
+        metrics_every=metrics_every,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        max_checkpoints_to_keep=max_checkpoints_to_keep,
+        jit_compile=jit_compile,
+        mixed_precision=mixed_precision,
+    )
+    validate(plan, strategy)
+    with precision.policy_scope(mixed_precision) as policy:
+        run = _prepare(task, optimizer, strategy, workdir, plan, sink, policy)
+        start_step = _restore(run)
+        if on_start is not None:
+            on_start(run.start_info(start_step))
+        _build_steps_and_data(run, start_step, progress)
+        step = _run_steps(run, start_step)
+        return _finish(run, step)
+
+
+@dataclass
+class _Run:
+    """What one ``train`` call builds, in the order it builds it."""
+
+    task: Any
+    strategy: tf.distribute.Strategy
+    plan: Plan
+    model: keras.Model
+    optimizer: Any  # the one with the groups (AdamMultilr); checkpointed as "optimizer"
+    step_optimizer: Any  # what the step applies: optimizer, or a LossScaleOptimizer around it
+    variables: list[Any]
+    state: CheckpointState
+    summary: dict[str, Any]
+    log: MetricsSink | None  # the sink, on the chief only
+    group_index: diag.GroupIndex
+    group_table: Any
+    fns: StepFunctions | None = None
+    train_data: Any = None
+    eval_data: Any = None
+    reporter: ProgressReporter | None = None
+    recorder: EvaluationRecorder | None = None  # run files and best model (selection.py)
+
+    def start_info(self, start_step: int) -> dict[str, Any]:
+        return {
+            "group_table": self.group_table,
+            "strategy_summary": self.summary,
+            "start_step": start_step,
+            "restored_from": self.state.restored_path,
+            "task_info": getattr(self.task, "run_info", dict)(),
+        }
+
+
+def _prepare(
+    task: Any,
+    optimizer: Any,
+    strategy: tf.distribute.Strategy,
+    workdir: str,
+    plan: Plan,
+    sink: MetricsSink | None,
+    policy: str,
+) -> _Run:
+    """Seed, then build the model, the optimizer and the checkpoint inside the strategy (under
+    the dtype ``policy``)."""
+    summary = {
+        **strategy_summary(strategy),
+        "mixed_precision": plan.mixed_precision,
+        "dtype_policy": policy,
+        "jit_compile": plan.jit_compile,
     }
-    _validate(num_steps, global_batch_size, steps_per_loop, strategy, jit_compile, intervals)
-    _check_positive("max_checkpoints_to_keep", max_checkpoints_to_keep)
-    summary = strategy_summary(strategy)
     chief = is_chief(strategy)
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(plan.seed)
     with strategy.scope():
         model = task.build_model()
         opt = _build_optimizer(optimizer, strategy)
+        step_opt = opt
+        if precision.needs_loss_scaling(policy):
+            step_opt = precision.wrap_for_loss_scaling(opt)
         variables = list(model.trainable_variables)
-        opt.build(variables)
+        step_opt.build(variables)
         state = CheckpointState(
             workdir=workdir,
             model=model,
             optimizer=opt,
             chief=chief,
             worker_id=int(summary.get("task_id", 0)),
-            max_to_keep=max_checkpoints_to_keep,
+            max_to_keep=plan.max_checkpoints_to_keep,
+            extra=precision.loss_scale_state(step_opt),
         )
-    start_step = state.restore_latest()
-    if start_step % steps_per_loop:
-        raise ValueError(
-            f"the checkpoint in {workdir} is at step {start_step}, not a multiple of "
-            f"steps_per_loop={steps_per_loop}"
-        )
-    group_index = diag.resolve_group_index(opt, variables)
-    group_table = opt.group_table() if hasattr(opt, "group_table") else None
-    if on_start is not None:
-        on_start(
-            {
-                "group_table": group_table,
-                "strategy_summary": summary,
-                "start_step": start_step,
-                "task_info": getattr(task, "run_info", dict)(),
-                "restored_from": state.restored_path,
-            }
-        )
-    fns = build_step_functions(
+    return _Run(
         task=task,
+        strategy=strategy,
+        plan=plan,
         model=model,
         optimizer=opt,
-        strategy=strategy,
-        global_batch_size=global_batch_size,
-        group_index=group_index,
-        steps_per_loop=steps_per_loop,
-        jit_compile=jit_compile,
+        step_optimizer=step_opt,
+        variables=variables,
+        state=state,
+        summary=summary,
+        log=sink if (sink is not None and chief) else None,
+        group_index=diag.resolve_group_index(opt, variables),
+        group_table=opt.group_table() if hasattr(opt, "group_table") else None,
     )
-    train_data = distribute_train_dataset(task, strategy, global_batch_size, seed, start_step)
-    eval_data = distribute_eval_dataset(task, strategy, global_batch_size)
-    log = sink if (sink is not None and chief) else None
-    recorder = EvaluationRecorder(task, model, workdir, chief=chief)
-    reporter = ProgressReporter(
-        num_steps,
-        global_batch_size,
-        mode=progress if chief else "off",
-        every=metrics_every or 100,
+
+
+def _restore(run: _Run) -> int:
+    """Restore the newest readable checkpoint; return the step to start from."""
+    start_step = run.state.restore_latest()
+    if start_step % run.plan.steps_per_loop:
+        raise ValueError(
+            f"the checkpoint in {run.state.workdir} is at step {start_step}, not a multiple of "
+            f"steps_per_loop={run.plan.steps_per_loop}"
+        )
+    return start_step
+
+
+def _build_steps_and_data(run: _Run, start_step: int, progress: str | bool) -> None:
+    plan = run.plan
+    run.fns = build_step_functions(
+        task=run.task,
+        model=run.model,
+        optimizer=run.step_optimizer,
+        strategy=run.strategy,
+        global_batch_size=plan.global_batch_size,
+        group_index=run.group_index,
+        steps_per_loop=plan.steps_per_loop,
+        jit_compile=plan.jit_compile,
+    )
+    run.train_data = distribute_train_dataset(
+        run.task, run.strategy, plan.global_batch_size, plan.seed, start_step
+    )
+    run.eval_data = distribute_eval_dataset(run.task, run.strategy, plan.global_batch_size)
+    run.recorder = EvaluationRecorder(
+        run.task, run.model, run.state.workdir, chief=is_chief(run.strategy)
+    )
+    run.reporter = ProgressReporter(
+        plan.num_steps,
+        plan.global_batch_size,
+        mode=progress if is_chief(run.strategy) else "off",
+        every=plan.metrics_every or 100,
         start_step=start_step,
     )
 
-    def run_eval(step: int) -> dict[str, float]:
-        metrics = _evaluate(fns, eval_data, task)
-        recorder.evaluated(step, metrics)
-        reporter.evaluated(step, metrics)
-        if log is not None:
-            log.log_metrics(step, {f"eval/{k}": v for k, v in metrics.items()})
-        return metrics
 
-    step = start_step
-    iterator = iter(train_data)
+def _run_eval(run: _Run, step: int) -> dict[str, float]:
+    metrics = _evaluate(run.fns, run.eval_data, run.task)
+    run.recorder.evaluated(step, metrics)
+    run.reporter.evaluated(step, metrics)
+    if run.log is not None:
+        run.log.log_metrics(step, {f"eval/{k}": v for k, v in metrics.items()})
+    return metrics
+
+
+def _run_steps(run: _Run, start_step: int) -> int:
+    """Step calls until ``num_steps``, with metrics, evals and checkpoints between them; return
+    the step reached. Flushes the sink also when a fault or a signal ends the loop."""
+    step, iterator = start_step, iter(run.train_data)
     # One worker alone cannot checkpoint (a save is collective), so with several workers a signal
     # becomes a vote in the next step's loss all-reduce and every worker stops after that step.
-    alone = int(summary.get("num_workers", 1)) == 1
+    alone = int(run.summary.get("num_workers", 1)) == 1
     votes_for = {False: tf.constant(0.0), True: tf.constant(1.0)}
     try:
         with stop_on_signals() as stop:
-            while step < num_steps:
-                with_diag = metrics_every and (step + steps_per_loop) % metrics_every == 0
-                vote = votes_for[bool(stop)]
-                if with_diag:
-                    losses, votes, values = fns.train_with_diagnostics(iterator, vote)
-                else:
-                    (losses, votes), values = fns.train(iterator, vote), None
-                losses = np.asarray(losses)
-                bad = np.flatnonzero(~np.isfinite(losses))
-                if bad.size:
-                    raise NonFiniteLossError(step + int(bad[0]) + 1, float(losses[bad[0]]))
-                step += steps_per_loop
-                reporter.update(step, float(losses[-1]))
-                if with_diag and log is not None:
-                    metrics = {"train/loss": float(losses[-1])}
-                    metrics.update({k: float(v) for k, v in values.items()})
-                    log.log_metrics(step, metrics)
-                if (stop and alone) or float(votes) > 0:
-                    state.save(step)
+            while step < run.plan.num_steps:
+                step, votes = _step_call(run, iterator, step, votes_for[bool(stop)])
+                if (stop and alone) or votes > 0:
+                    run.state.save(step)
                     cause = f"signal {stop.signal}" if stop else "a signal to another worker"
                     raise KeyboardInterrupt(f"{cause} at step {step}; checkpointed")
-                if checkpoint_every and step % checkpoint_every == 0:
-                    state.save(step)
-                if eval_every and step % eval_every == 0 and step < num_steps:
-                    run_eval(step)
+                _between_calls(run, step)
     finally:
         # Also on NonFiniteLossError / KeyboardInterrupt: what was logged reaches the tracker.
-        reporter.close()
-        if log is not None:
-            log.flush()
-    eval_metrics, artifacts = recorder.finish(run_eval(step))
-    if state.last_saved_step != step:
-        state.save(step)
-    if log is not None:
-        log.flush()
+        run.reporter.close()
+        if run.log is not None:
+            run.log.flush()
+    return step
+
+
+def _step_call(run: _Run, iterator: Any, step: int, vote: tf.Tensor) -> tuple[int, float]:
+    """One call of a traced step function (``steps_per_loop`` steps) carrying this worker's stop
+    ``vote``; returns the step reached and the votes summed over the workers."""
+    plan, fns = run.plan, run.fns
+    with_diag = plan.metrics_every and (step + plan.steps_per_loop) % plan.metrics_every == 0
+    if with_diag:
+        losses, votes, values = fns.train_with_diagnostics(iterator, vote)
+    else:
+        (losses, votes), values = fns.train(iterator, vote), None
+    losses = np.asarray(losses)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise NonFiniteLossError(step + int(bad[0]) + 1, float(losses[bad[0]]))
+    step += plan.steps_per_loop
+    run.reporter.update(step, float(losses[-1]))
+    if with_diag and run.log is not None:
+        metrics = {"train/loss": float(losses[-1])}
+        metrics.update({k: float(v) for k, v in values.items()})
+        run.log.log_metrics(step, metrics)
+    return step, float(votes)
+
+
+def _between_calls(run: _Run, step: int) -> None:
+    plan = run.plan
+    if plan.checkpoint_every and step % plan.checkpoint_every == 0:
+        run.state.save(step)
+    if plan.eval_every and step % plan.eval_every == 0 and step < plan.num_steps:
+        _run_eval(run, step)
+
+
+def _finish(run: _Run, step: int) -> TrainResult:
+    """Final evaluation and checkpoint; the result."""
+    eval_metrics, artifacts = run.recorder.finish(_run_eval(run, step))
+    if run.state.last_saved_step != step:
+        run.state.save(step)
+    if run.log is not None:
+        run.log.flush()
     return TrainResult(
         final_step=step,
         eval_metrics=eval_metrics,
-        checkpoint_path=state.latest_path,
-        group_table=group_table,
-        strategy_summary=summary,
-        trace_counts=dict(fns.trace_counts),
+        checkpoint_path=run.state.latest_path,
+        group_table=run.group_table,
+        strategy_summary=run.summary,
+        trace_counts=dict(run.fns.trace_counts),
         artifacts=artifacts,
     )

@@ -17,6 +17,13 @@ after the same step and at no extra collective, that one of them must stop: they
 part in the final checkpoint (a save is collective) instead of the others waiting forever in the
 next step's all-reduce.
 
+With mixed precision (``precision.py``) the loss is scaled by ``optimizer.scale_loss`` before
+the gradient (a ``LossScaleOptimizer`` unscales in ``apply``; so does a plain optimizer's
+``loss_scale_factor``), the diagnostics report unscaled gradients and the inner optimizer's
+group rates, and with several replicas an overflow on any replica skips the step on all of them
+(Keras' ``LossScaleOptimizer`` looks at one replica's gradients only, so the others would apply
+NaN after the all-reduce, or, without merge_call under XLA, leave the all-reduce hanging).
+
 Python side effects (sinks, NumPy, logging) stay outside the traced code.
 """
 
@@ -27,9 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from capreolus_opt.training import diagnostics as diag
+from capreolus_opt.training import precision
 
 
 @dataclass
@@ -54,12 +63,14 @@ def build_step_functions(
 ) -> StepFunctions:
     """Build the traced steps for ``task`` (see the module docstring).
 
-    The optimizer must already be built on ``model.trainable_variables`` inside
-    ``strategy.scope()`` (a Keras optimizer built lazily inside the first ``tf.function`` call
-    fails under ``MirroredStrategy``, DESIGN.md §3 (c)).
+    ``train()`` builds the optimizer (a ``LossScaleOptimizer`` with its inner one) on
+    ``model.trainable_variables`` inside ``strategy.scope()`` before this traces anything, so
+    that no variable is created inside a traced step.
     """
     variables: Sequence[keras.Variable] = list(model.trainable_variables)
     counts = {"train": 0, "train_with_diagnostics": 0, "evaluate": 0}
+    groups = precision.inner(optimizer)  # owns the group rates under a LossScaleOptimizer
+    dynamic = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def loss_and_grads(features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, list[Any]]:
         with tf.GradientTape() as tape:
@@ -68,7 +79,9 @@ def build_step_functions(
             # the optimizer SUMS gradients over replicas (all-reduce), so the applied gradient is
             # that of the mean loss over the whole global batch, whatever the number of replicas.
             loss = tf.reduce_sum(tf.cast(per_example, tf.float32)) / float(global_batch_size)
-        return loss, tape.gradient(loss, variables)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        return loss, (_skip_together(grads) if dynamic else grads)
 
     def replica_step(features: dict[str, tf.Tensor], stop_vote: tf.Tensor) -> tf.Tensor:
         loss, grads = loss_and_grads(features)
@@ -79,8 +92,11 @@ def build_step_functions(
         features: dict[str, tf.Tensor], stop_vote: tf.Tensor
     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         loss, grads = loss_and_grads(features)
-        rates = diag.group_learning_rates(optimizer, group_index)
+        rates = diag.group_learning_rates(groups, group_index)
         reduced = diag.all_reduced_gradients(grads, variables)
+        scale = precision.gradient_scale(optimizer)  # before apply changes the dynamic scale
+        if scale is not None:
+            reduced = [g / scale for g in reduced]
         before = diag.snapshot(variables)
         optimizer.apply(grads, variables)
         values = diag.group_diagnostics(group_index, rates, reduced, before, variables)
@@ -140,3 +156,24 @@ def build_step_functions(
         return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
 
     return StepFunctions(train, train_with_diagnostics, evaluate, counts)
+
+
+def _skip_together(grads: list[Any]) -> list[Any]:
+    """NaN on every replica when any replica's gradients overflowed (see the module docstring):
+    the loss-scale optimizer then skips the step everywhere and halves the scale."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads
+    present = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+    local_bad = tf.cast(
+        tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in present])),
+        tf.float32,
+    )
+    factor = tf.where(context.all_reduce(tf.distribute.ReduceOp.SUM, local_bad) > 0, np.nan, 1.0)
+
+    def poison(g: Any) -> Any:
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(g.values * tf.cast(factor, g.dtype), g.indices, g.dense_shape)
+        return g * tf.cast(factor, g.dtype)
+
+    return [None if g is None else poison(g) for g in grads]

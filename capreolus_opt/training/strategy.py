@@ -9,6 +9,8 @@ Kinds (``make_strategy(kind=...)``):
 - ``one_device``: ``OneDeviceStrategy`` on the first GPU, else the first CPU.
 - ``mirrored``: ``MirroredStrategy`` over all GPUs, else over the logical CPU devices; needs at
   least two devices (it is an error, not a fallback, when the machine has one).
+- ``gpu``: ``MirroredStrategy`` over every local GPU, one or more (``strategy/gpu.gin``); an
+  error naming the devices found when there is no GPU (never a silent CPU run).
 - ``multi_worker``: ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG`` (without
   it, a single local worker). Create it before any other TensorFlow work in the process: TF
   configures collective ops when it initialises its runtime.
@@ -26,7 +28,7 @@ from typing import Any
 
 import tensorflow as tf
 
-KINDS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+KINDS = ("auto", "default", "one_device", "mirrored", "gpu", "multi_worker", "tpu")
 
 # One strategy per (class, devices) per process: two MirroredStrategy instances over the same
 # devices draw collective instance keys from separate counters, and their gathers/all-reduces
@@ -116,6 +118,14 @@ def make_strategy(
         return tf.distribute.get_strategy()
     if kind == "one_device":
         return _cached(tf.distribute.OneDeviceStrategy, (gpus or cpus)[:1])
+    if kind == "gpu":
+        if not gpus:
+            raise ValueError(
+                "strategy kind 'gpu' found no GPU; logical devices: "
+                f"{[d.name for d in tf.config.list_logical_devices()]} (is the `gpu` extra, "
+                "tensorflow[and-cuda], installed and does nvidia-smi list a card?)"
+            )
+        return _cached(tf.distribute.MirroredStrategy, gpus)
     devices = gpus or cpus
     if len(devices) < 2:
         raise ValueError(

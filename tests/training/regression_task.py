@@ -15,10 +15,24 @@ HIDDEN = 4
 
 
 class RegressionTask:
-    def __init__(self, *, num_eval: int = 37, nonfinite_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_eval: int = 37,
+        nonfinite_batch: int | None = None,
+        offset_rows: int = 0,
+        offset: float = 300.0,
+        loss_weight: float = 1.0,
+    ) -> None:
         self.num_eval = num_eval
         # Global batch index (0-based) whose targets are +inf, to provoke a non-finite loss.
         self.nonfinite_batch = nonfinite_batch
+        # The last `offset_rows` targets of every batch (the last replica's share) get +offset:
+        # their float16 gradients overflow at loss scale 2**15 while the float32 loss is finite.
+        self.offset_rows, self.offset = offset_rows, offset
+        # Multiplies the loss: Adam's update does not depend on it (up to epsilon), but 1e-4
+        # keeps float16 gradients at loss scale 2**15 below float16's max (65504).
+        self.loss_weight = loss_weight
         rng = np.random.default_rng(1234)
         self.w_true = rng.normal(size=(DIM,)).astype(np.float32)
 
@@ -48,6 +62,7 @@ class RegressionTask:
             x, y = self._examples(rng, global_batch_size)
             if self.nonfinite_batch is not None and index == self.nonfinite_batch:
                 y[:] = np.inf
+            y[len(y) - self.offset_rows :] += self.offset
             return x, y
 
         def to_features(index: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -63,12 +78,16 @@ class RegressionTask:
         x, y = self._examples(np.random.default_rng(99), self.num_eval)
         return tf.data.Dataset.from_tensor_slices({"x": x, "y": y}).batch(global_batch_size)
 
+    def predict(self, model: keras.Model, x: tf.Tensor, training: bool) -> tf.Tensor:
+        # float32 whatever the policy (mixed precision computes the layers in 16 bits).
+        return tf.cast(model(x, training=training)[:, 0], tf.float32)
+
     def per_example_loss(self, model: keras.Model, features: dict, training: bool) -> tf.Tensor:
-        pred = model(features["x"], training=training)[:, 0]
-        return tf.square(pred - features["y"])
+        error = self.predict(model, features["x"], training) - features["y"]
+        return self.loss_weight * tf.square(error)
 
     def eval_outputs(self, model: keras.Model, features: dict) -> dict[str, tf.Tensor]:
-        return {"pred": model(features["x"], training=False)[:, 0], "y": features["y"]}
+        return {"pred": self.predict(model, features["x"], False), "y": features["y"]}
 
     def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         err = outputs["pred"].astype(np.float64) - outputs["y"]
