@@ -5,6 +5,8 @@ resume across the unfreeze point, and under MirroredStrategy."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -219,3 +221,13 @@ def test_frozen_for_good_cannot_be_scheduled_and_unscheduled_groups_refuse_unfre
         opt.unfreeze_group("head")
     with pytest.raises(ValueError, match="Unknown group 'nope'"):
         opt.unfreeze_group("nope")
+
+
+def test_config_round_trip_keeps_the_schedule():
+    opt = AdamMultilr(learning_rate=BASE_LR, pattern_lrs=LAYOUT, weight_decay=0.1)
+    config = opt.get_config()
+    assert config["pattern_lrs"][0]["unfreeze_at"] == 2
+    assert config["pattern_lrs"][0]["unfreeze_warmup"] == 3
+    assert config["pattern_lrs"][1]["unfreeze_at"] == "manual"
+    clone = AdamMultilr.from_config(json.loads(json.dumps(config)))
+    assert clone.get_config() == config
