@@ -113,6 +113,8 @@ def lr_group(
     lr_mult: float | None = None,
     weight_decay: float | None = None,
     wd_mult: float | None = None,
+    unfreeze_at: int | str | None = None,
+    unfreeze_warmup: int = 0,
 ) -> dict[str, Any]:
     """One ``pattern_lrs`` group whose name is its gin scope, so each rate has a bindable name.
 
@@ -121,7 +123,8 @@ def lr_group(
     group ``"encoder"``; ``--gin_param 'encoder/lr_group.lr = 3e-5'`` and
     ``sweep --grid 'encoder/lr_group.lr=[1e-5, 3e-5]'`` change that one rate, and runs record it
     under exactly that name. Give exactly one of ``lr`` and ``lr_mult`` (validated by
-    :class:`AdamMultilr`, naming the group).
+    :class:`AdamMultilr`, naming the group); ``unfreeze_at`` (a step or ``"manual"``) and
+    ``unfreeze_warmup`` schedule the group's unfreezing.
     """
     scopes = gin.current_scope()
     if not scopes:
@@ -130,7 +133,14 @@ def lr_group(
             "AdamMultilr.pattern_lrs = [@encoder/lr_group()]"
         )
     group: dict[str, Any] = {"name": scopes[-1], "patterns": patterns}
-    optional = {"lr": lr, "lr_mult": lr_mult, "weight_decay": weight_decay, "wd_mult": wd_mult}
+    optional = {
+        "lr": lr,
+        "lr_mult": lr_mult,
+        "weight_decay": weight_decay,
+        "wd_mult": wd_mult,
+        "unfreeze_at": unfreeze_at,
+        "unfreeze_warmup": unfreeze_warmup or None,
+    }
     group.update({key: value for key, value in optional.items() if value is not None})
     return group
 

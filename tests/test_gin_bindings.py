@@ -154,6 +154,11 @@ def test_lr_group_passes_multipliers_and_is_validated_by_the_optimizer():
     opt = gin_bindings.configured("train.optimizer")()
     assert opt.group_names == ["embedding", "encoder", "default"]
     assert opt._group_specs[1].lr_mult == 0.25 and opt._group_specs[1].wd_mult == 0.0
+    scheduled = ["encoder/lr_group.unfreeze_at = 'manual'", "embedding/lr_group.unfreeze_at = 5"]
+    gin_bindings.parse_config([SMOKE], scheduled + ["embedding/lr_group.unfreeze_warmup = 2"])
+    rows = {row.group: row for row in build_group_table()}
+    assert rows["encoder"].unfreeze_at == "manual" and rows["embedding"].unfreeze_at == 5
+    assert gin_bindings.configured("train.optimizer")()._group_specs[0].unfreeze_warmup == 2
     gin_bindings.parse_config([SMOKE], ["encoder/lr_group.lr_mult = 0.25"])  # lr is set too
     with pytest.raises(ValueError, match=r"pattern_lrs\[1\].*exactly one of the keys 'lr'"):
         gin_bindings.configured("train.optimizer")()

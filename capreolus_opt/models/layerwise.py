@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay as ``AdamMultilr`` ``pattern_lrs``.
+r"""Layer-wise learning-rate decay as ``AdamMultilr`` ``pattern_lrs``.
 
 For an encoder of ``L`` transformer layers (0 = bottom) and ``decay`` in (0, 1]:
 
@@ -18,11 +18,21 @@ Variables matched by no group fall back to the optimizer's ``learning_rate`` (se
 
 Example (L = 2, base 1e-3, decay 0.5): head 1e-3, ``layer_1`` 5e-4, ``layer_0`` 2.5e-4,
 embeddings 1.25e-4.
+
+Several stacks (e.g. the vision and text towers of a dual encoder), each with its own depth:
+``stacks=[{"name": "text", "layer_regex": r"^text/layer_(\d+)/", "num_layers": 12,
+"embedding_patterns": ["^text/embed/"]}, {"name": "vision", ...}]``. The regex's one capture
+group stands for the depth; for each layer ``i`` it is replaced by ``i`` (not followed by another
+digit, so ``1`` never matches ``10``). Each stack decays from the shared head on its own:
+``<name>.layer_<i>`` at ``base_lr * decay ** (L_stack - i)`` and ``<name>.embeddings`` at
+``base_lr * decay ** (L_stack + 1)``. ``capreolus-opt groups`` previews the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 BERT_EMBEDDING_PATTERNS = (
     r"^token_embedding/",
@@ -38,46 +48,157 @@ def layerwise_decay_pattern_lrs(
     *,
     base_lr: float,
     decay: float,
-    num_layers: int,
+    num_layers: int | None = None,
     layer_pattern: str = BERT_LAYER_PATTERN,
     embedding_patterns: Sequence[str] = BERT_EMBEDDING_PATTERNS,
     head_patterns: Sequence[str] = BERT_HEAD_PATTERNS,
+    stacks: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict]:
     """``pattern_lrs`` groups named ``head``, ``layer_<L-1>`` .. ``layer_0``, ``embeddings``
     (top to bottom) with the learning rates in the module docstring.
 
     ``layer_pattern`` must contain ``{i}``, replaced by each layer index. Empty
-    ``head_patterns`` leaves the head to the optimizer's base ``learning_rate``.
+    ``head_patterns`` leaves the head to the optimizer's base ``learning_rate``. With ``stacks``
+    (instead of ``num_layers``/``layer_pattern``/``embedding_patterns``), each stack dict has
+    ``name``, ``layer_regex`` (one capture group: the depth), ``num_layers`` and optional
+    ``embedding_patterns``; its groups are named ``<name>.layer_<i>`` and ``<name>.embeddings``.
     """
-    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive int. Received: {num_layers!r}")
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1]. Received: {decay!r}")
     if not base_lr >= 0.0:
         raise ValueError(f"base_lr must be >= 0. Received: {base_lr!r}")
-    if "{i}" not in layer_pattern:
-        raise ValueError(
-            f"layer_pattern must contain '{{i}}' (the layer index). Received: {layer_pattern!r}"
-        )
     if isinstance(embedding_patterns, str) or isinstance(head_patterns, str):
         raise TypeError("embedding_patterns and head_patterns must be sequences of regexes")
     groups: list[dict] = []
     if head_patterns:
         groups.append({"patterns": list(head_patterns), "lr": float(base_lr), "name": "head"})
-    for i in reversed(range(num_layers)):
-        groups.append(
-            {
-                "patterns": [layer_pattern.replace("{i}", str(i))],
-                "lr": float(base_lr * decay ** (num_layers - i)),
-                "name": f"layer_{i}",
-            }
+    if stacks is not None:
+        if num_layers is not None:
+            raise ValueError("give either num_layers (one stack) or stacks, not both")
+        if isinstance(stacks, Mapping | str) or not stacks:
+            raise TypeError(f"stacks must be a non-empty list of stack dicts. Received: {stacks!r}")
+        names = set()
+        for i, stack in enumerate(stacks):
+            name, layers, regex, embeddings = _check_stack(stack, f"stacks[{i}]", names)
+            patterns = [_at_depth(regex, d) for d in range(layers)]
+            groups += _tower(base_lr, decay, layers, patterns, embeddings, f"{name}.")
+        return groups
+    _check_num_layers(num_layers, "num_layers")
+    if "{i}" not in layer_pattern:
+        raise ValueError(
+            f"layer_pattern must contain '{{i}}' (the layer index). Received: {layer_pattern!r}"
         )
-    if embedding_patterns:
+    patterns = [layer_pattern.replace("{i}", str(i)) for i in range(num_layers)]
+    return groups + _tower(base_lr, decay, num_layers, patterns, list(embedding_patterns), "")
+
+
+def _tower(
+    base_lr: float, decay: float, layers: int, patterns: list[str], embeddings: list, prefix: str
+) -> list[dict]:
+    groups = [
+        {"patterns": [patterns[i]], "lr": float(base_lr * decay ** (layers - i)),
+         "name": f"{prefix}layer_{i}"}
+        for i in reversed(range(layers))
+    ]  # fmt: skip
+    if embeddings:
         groups.append(
             {
-                "patterns": list(embedding_patterns),
-                "lr": float(base_lr * decay ** (num_layers + 1)),
-                "name": "embeddings",
+                "patterns": list(embeddings),
+                "lr": float(base_lr * decay ** (layers + 1)),
+                "name": f"{prefix}embeddings",
             }
         )
     return groups
+
+
+def _check_num_layers(value: Any, where: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{where} must be a positive int. Received: {value!r}")
+
+
+_STACK_KEYS = ("name", "layer_regex", "num_layers", "embedding_patterns")
+
+
+def _check_stack(stack: Any, where: str, names: set) -> tuple[str, int, str, list]:
+    if not isinstance(stack, Mapping):
+        raise TypeError(
+            f"{where} must be a dict with keys {list(_STACK_KEYS)}. Received: {stack!r}"
+        )
+    unknown = sorted(set(stack) - set(_STACK_KEYS))
+    missing = [k for k in _STACK_KEYS[:3] if k not in stack]
+    if unknown or missing:
+        raise ValueError(
+            f"{where}: unknown keys {unknown}, missing keys {missing}; expected "
+            f"{list(_STACK_KEYS)} (embedding_patterns optional). Received: {dict(stack)!r}"
+        )
+    name = stack["name"]
+    if not isinstance(name, str) or not re.fullmatch(r"[0-9A-Za-z_-]+", name) or name in names:
+        raise ValueError(
+            f"{where}['name'] must be a unique name of letters, digits, '_' or '-' (it prefixes "
+            f"the group names). Received: {name!r}"
+        )
+    names.add(name)
+    _check_num_layers(stack["num_layers"], f"{where}['num_layers']")
+    regex = stack["layer_regex"]
+    try:
+        compiled = re.compile(regex)
+    except (re.error, TypeError) as err:
+        raise ValueError(
+            f"{where}['layer_regex'] is not a valid regex: {err}. Received: {regex!r}"
+        ) from None
+    if compiled.groups != 1:
+        raise ValueError(
+            f"{where}['layer_regex'] must have exactly one capture group (the depth), e.g. "
+            rf"r'^text/layer_(\d+)/'; it has {compiled.groups}. Received: {regex!r}"
+        )
+    embeddings = stack.get("embedding_patterns") or []
+    if isinstance(embeddings, str):
+        raise TypeError(f"{where}['embedding_patterns'] must be a list of regexes")
+    return name, stack["num_layers"], regex, list(embeddings)
+
+
+def _at_depth(regex: str, depth: int) -> str:
+    """`regex` with its one capture group replaced by the literal `depth` (not a longer number)."""
+    start = _group_start(regex)
+    end = _group_end(regex, start)
+    return f"{regex[:start]}(?:{depth})(?!\\d){regex[end:]}"
+
+
+def _group_start(regex: str) -> int:
+    """Index of the '(' that opens the first capturing group (plain or named)."""
+    i, in_class = 0, False
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(" and (not regex.startswith("(?", i) or regex.startswith("(?P<", i)):
+            return i
+        i += 1
+    raise ValueError(f"no capture group in {regex!r}")
+
+
+def _group_end(regex: str, start: int) -> int:
+    """Index just past the ')' closing the group opened at `start`."""
+    depth, i, in_class = 0, start, False
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ValueError(f"unbalanced parentheses in {regex!r}")

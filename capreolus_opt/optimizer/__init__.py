@@ -2,6 +2,7 @@
 
 from capreolus_opt.optimizer.adam_multilr import AdamMultilr
 from capreolus_opt.optimizer.groups import DEFAULT_GROUP, GroupSpec, parse_pattern_lrs
+from capreolus_opt.optimizer.regroup import RegroupError, RegroupReport, restore_regrouped
 from capreolus_opt.optimizer.table import GroupRow, GroupTable
 
 __all__ = [
@@ -10,5 +11,8 @@ __all__ = [
     "GroupRow",
     "GroupSpec",
     "GroupTable",
+    "RegroupError",
+    "RegroupReport",
     "parse_pattern_lrs",
+    "restore_regrouped",
 ]

@@ -14,11 +14,13 @@ from capreolus_opt.optimizer import arguments, fused
 from capreolus_opt.optimizer.apply import ApplyMixin, ClipDeferred, EagerSteps
 from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
 from capreolus_opt.optimizer.groups import LearningRateSchedule, check_lr, parse_pattern_lrs
+from capreolus_opt.optimizer.regroup import LayoutMixin, SavedLayout
 from capreolus_opt.optimizer.resolve import resolve_groups, unmatched_messages, variable_path
+from capreolus_opt.optimizer.unfreeze import NEVER, UnfreezeMixin
 
 
 @keras.saving.register_keras_serializable(package="capreolus_opt")
-class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
+class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.optimizers.Adam):
     """Adam with per-group learning rates chosen by regexes over variable paths.
 
     Every variable ``p`` with gradient ``g`` takes the Keras ("epsilon-hat") Adam step at its
@@ -43,6 +45,13 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
 
     - A group whose lr is the constant 0.0 is frozen: no moment slots, its variables never change
       (no weight decay either), and its gradients are left out of ``global_clipnorm``.
+    - ``"lr_mult"`` instead of ``"lr"``: the group trains at ``learning_rate(step) * lr_mult``
+      (one schedule drives every group); ``"wd_mult"`` instead of ``"weight_decay"``: its decay is
+      ``weight_decay * wd_mult``. Both are variables (``set_group_lr_mult``/``set_group_wd_mult``).
+    - ``"unfreeze_at": N | "manual"`` (+ ``"unfreeze_warmup": W``): frozen until step N or until
+      ``unfreeze_group(name)``, then trained with its own Adam step count and a linear warm-up;
+      see `capreolus_opt.optimizer.unfreeze` for the exact rule and the memory trade-off (its
+      moments are allocated at build, frozen or not).
     - Float group lrs live in non-trainable variables: ``set_group_learning_rate`` changes them
       without a retrace, and checkpoints save them. Schedules are evaluated once per step at the
       optimizer's iteration count (as Keras does for ``learning_rate``).
@@ -147,6 +156,7 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
         self._resolution: Resolution | None = None
         self._eager_steps = EagerSteps()
         self._clip_deferred = ClipDeferred()
+        self._saved_layout = SavedLayout()
         # Float, non-frozen group lrs: variables created now (before build) so a checkpoint can
         # restore them at any time; "only_first_replica" like Keras' own learning_rate variable.
         self._group_lr_variables = [
@@ -170,6 +180,7 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
             self._multiplier_variable(spec.wd_mult, f"group_wd_mult_{i}")
             for i, spec in enumerate(specs)
         ]
+        self._group_start_steps = self._start_step_variables()
 
     def _multiplier_variable(self, value: float | None, name: str) -> Any:
         if value is None:
@@ -207,12 +218,18 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
         self._velocities = [s[1] for s in slots]
         if self.amsgrad:
             self._velocity_hats = [s[2] for s in slots]
+        saved, self._saved_layout.value = self._saved_layout.value, None
+        if saved is not None:  # restored before build: refuse state written for other groups
+            self._check_layout(saved)
 
     # ----------------------------------------------------------------- the step
     def _apply_weight_decay(self, variables: list[Any]) -> None:
         # Weight decay is applied per variable in `_update_variable`, with its group's lr.
         return None
 
+    # Graph-building Python only: AutoGraph (when a user's tf.function calls
+    # group_learning_rates) would turn this loop into a tf.while and lose the list.
+    @tf.autograph.experimental.do_not_convert
     def _step_learning_rates(self, base_lr: Any = None) -> list[Any]:
         """This step's lr per group (default last); schedules evaluated once, at `iterations`."""
         base = self.learning_rate if base_lr is None else base_lr
@@ -228,16 +245,28 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
                 lrs.append(tf.constant(0.0, tf.float32))
             else:
                 lrs.append(spec.lr(self._iterations))
+            clock = self._group_clock(len(lrs) - 1)
+            if clock is not None:  # 0 while frozen, then the warm-up ramp
+                lrs[-1] = tf.cast(lrs[-1], tf.float32) * self._clock_factor(len(lrs) - 1, clock)
         lrs.append(base)
         return lrs
 
-    def _clip(self, grads: list[Any]) -> list[Any]:
-        """Keras' clipping formulas, on the already all-reduced gradients."""
+    def _clip(self, grads: list[Any], active: list[Any]) -> list[Any]:
+        """Keras' clipping formulas, on the already all-reduced gradients.
+
+        `active[i]` is None, or a bool tensor that is False while the gradient's group is still
+        frozen (scheduled unfreezing): its share is then left out of the global norm.
+        """
         if self.clipnorm and self.clipnorm > 0:
             return [tf.clip_by_norm(g, self.clipnorm) for g in grads]
         if self.global_clipnorm and self.global_clipnorm > 0 and grads:
             ops = keras.ops
-            norm = ops.sqrt(ops.sum(ops.stack([ops.sum(ops.square(g)) for g in grads])))
+            squares = [ops.sum(ops.square(g)) for g in grads]
+            squares = [
+                s if a is None else tf.where(a, s, tf.zeros_like(s))
+                for s, a in zip(squares, active, strict=True)
+            ]
+            norm = ops.sqrt(ops.sum(ops.stack(squares)))
             scale = self.global_clipnorm * ops.minimum(1.0 / norm, 1.0 / self.global_clipnorm)
             scale = scale + (norm - norm)  # NaN/inf norm -> NaN gradients, as Keras does
             return [g * scale for g in grads]
@@ -262,7 +291,10 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
         if not pairs:
             return
         pairs = self._all_reduce_sum_gradients(pairs)  # keeps the order
-        clipped = self._clip([g for g, _ in pairs])
+        clocks = {g: self._group_clock(g) for g in set(groups)}
+        clipped = self._clip(
+            [g for g, _ in pairs], [None if clocks[g] is None else clocks[g][0] for g in groups]
+        )
         # Variables stay variables: each update reads its lr itself, as in Keras (under XLA a
         # single shared read made 200 small updates ~10% slower).
         lrs = self._step_learning_rates(learning_rate)
@@ -270,9 +302,10 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
         # that each variable costs one kernel (200 small variables: DESIGN.md §3).
         scalars: dict[tuple[int, tf.DType], tuple] = {}
         if self.fused and not fused.in_xla_context():
-            local_step = self.iterations + 1
+            global_step = self.iterations + 1
             for (grad, variable), group in zip(pairs, groups, strict=True):
                 key = (group, tf.as_dtype(variable.dtype))
+                local_step = global_step if clocks[group] is None else clocks[group][1]
                 if key not in scalars and fused.fusable(variable, grad):
                     scalars[key] = fused.step_scalars(
                         lrs[group], local_step, self.beta_1, self.beta_2, self.epsilon, key[1]
@@ -283,21 +316,35 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
             [(g, v, group) for g, (_, v), group in zip(clipped, pairs, groups, strict=True)],
             lrs,
             scalars,
+            clocks,
         )
 
     def _distributed_update(
-        self, distribution: Any, updates: list, lrs: list, scalars: dict
+        self, distribution: Any, updates: list, lrs: list, scalars: dict, clocks: dict
     ) -> None:
         for grad, variable, group in updates:
+            key = (group, tf.as_dtype(variable.dtype))
             distribution.extended.update(
                 variable,
                 self._update_variable,
-                args=(grad, lrs[group], group, scalars.get((group, tf.as_dtype(variable.dtype)))),
+                args=(grad, lrs[group], group, scalars.get(key), clocks[group]),
                 group=False,
             )
 
     def _update_variable(
-        self, variable: Any, grad: Any, lr: Any, group: int, scalars: tuple | None
+        self, variable: Any, grad: Any, lr: Any, group: int, scalars: tuple | None, clock: Any
+    ) -> Any:
+        """The update, or (scheduled group, still frozen) nothing at all: params and moments."""
+        if clock is None:
+            return self._decay_and_step(variable, grad, lr, group, scalars, None)
+
+        def train() -> None:
+            self._decay_and_step(variable, grad, lr, group, scalars, clock[1])
+
+        return tf.cond(clock[0], train, lambda: None)
+
+    def _decay_and_step(
+        self, variable: Any, grad: Any, lr: Any, group: int, scalars: tuple | None, step: Any
     ) -> Any:
         """Decoupled weight decay at the group's lr, then the Adam step (fused when possible)."""
         spec = self._group_specs[group] if group < len(self._group_specs) else None
@@ -307,6 +354,10 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
             else self.weight_decay
         )
         decay = decay if decay and self._use_weight_decay(variable) else None
+        if decay is not None and spec is not None and spec.wd_mult is not None:
+            decay = tf.cast(decay, variable.dtype) * tf.cast(
+                self._group_wd_mult_variables[group], variable.dtype
+            )
         if scalars is not None:  # the fused kernel applies the decay itself (no extra pass)
             index = self._get_variable_index(variable)
             v_hat = self._velocity_hats[index] if self.amsgrad else None
@@ -316,9 +367,9 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
             # Same expression as Keras' TF backend, so no-group runs stay bit-exact.
             lr_d = tf.cast(lr, variable.dtype)
             wd = tf.cast(decay, variable.dtype)
-            if spec is not None and spec.wd_mult is not None:
-                wd = wd * tf.cast(self._group_wd_mult_variables[group], variable.dtype)
             variable.assign_sub(variable * wd * lr_d)
+        if step is not None:  # a scheduled group counts its own steps
+            return self._update_step_at(grad, variable, lr, step)
         return self.update_step(grad, variable, lr)
 
     # ----------------------------------------------------------------- serialisation
@@ -338,6 +389,9 @@ class AdamMultilr(ApplyMixin, GroupApiMixin, keras.optimizers.Adam):
             for key, variable in (("lr", lr), ("lr_mult", lr_mult), ("wd_mult", wd_mult)):
                 if variable is not None:
                     entry[key] = float(keras.ops.convert_to_numpy(variable))
+        for entry, start in zip(config["pattern_lrs"], self._group_start_steps, strict=True):
+            if start is not None and int(keras.ops.convert_to_numpy(start)) < NEVER:
+                entry["unfreeze_at"] = int(keras.ops.convert_to_numpy(start))
         return config
 
     @classmethod

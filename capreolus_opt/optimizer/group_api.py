@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from capreolus_opt.optimizer.groups import (
     DEFAULT_GROUP,
+    MANUAL,
     LearningRateSchedule,
     check_lr,
     check_multiplier,
@@ -57,6 +58,7 @@ class GroupApiMixin:
             result[self.group_names[group]].append(variable)
         return result
 
+    @tf.autograph.experimental.do_not_convert
     def group_learning_rates(self) -> dict[str, Any]:
         """`{group: lr}` now: floats when eager, scalar float32 tensors inside a tf.function."""
         lrs = self._step_learning_rates()
@@ -143,6 +145,7 @@ class GroupApiMixin:
         resolution = self._built_resolution()
         lrs = self.group_learning_rates()
         multipliers = self.group_multipliers()
+        starts = self.group_start_steps()
         rows = []
         for variable, path, group, pattern in zip(
             self._trainable_variables,
@@ -165,6 +168,9 @@ class GroupApiMixin:
                     lrs[name],
                     lr_mult=mults.get("lr_mult"),
                     wd_mult=mults.get("wd_mult"),
+                    unfreeze_at=starts[name]
+                    if starts.get(name) is not None
+                    else (MANUAL if name in starts else None),
                 )
             )
         return GroupTable(rows, self.group_names)

@@ -19,7 +19,17 @@ import keras
 from capreolus_opt.optimizer.arguments import check_schedule_at_step_0, check_weight_decay
 
 DEFAULT_GROUP = "default"
-_GROUP_KEYS = ("patterns", "lr", "lr_mult", "name", "weight_decay", "wd_mult")
+_GROUP_KEYS = (
+    "patterns",
+    "lr",
+    "lr_mult",
+    "name",
+    "weight_decay",
+    "wd_mult",
+    "unfreeze_at",
+    "unfreeze_warmup",
+)
+MANUAL = "manual"  # "unfreeze_at": frozen until `unfreeze_group(name)` is called
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 # Group names end up in metric names (`group/<name>/lr`) and in gin scopes: no "/", no spaces.
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_.-]+")
@@ -41,6 +51,8 @@ class GroupSpec:
     regexes: tuple[re.Pattern, ...] = dataclasses.field(default=(), compare=False, repr=False)
     lr_mult: float | None = None
     wd_mult: float | None = None
+    unfreeze_at: int | str | None = None  # a step, or MANUAL; None = trains from the start
+    unfreeze_warmup: int = 0
 
     @property
     def frozen(self) -> bool:
@@ -64,7 +76,34 @@ class GroupSpec:
             config["wd_mult"] = self.wd_mult
         else:
             config["weight_decay"] = self.weight_decay
+        if self.unfreeze_at is not None:
+            config["unfreeze_at"] = self.unfreeze_at
+            config["unfreeze_warmup"] = self.unfreeze_warmup
         return config
+
+
+def _check_schedule(entry: Mapping[str, Any], where: str, lr: Any) -> tuple[Any, int]:
+    """``(unfreeze_at, unfreeze_warmup)`` of a group dict, validated."""
+    at, warmup = entry.get("unfreeze_at"), entry.get("unfreeze_warmup", 0)
+    if at is None:
+        if warmup:
+            raise ValueError(
+                f"{where}['unfreeze_warmup'] needs 'unfreeze_at' (the warm-up starts when the "
+                f"group is unfrozen). Received: {dict(entry)!r}"
+            )
+        return None, 0
+    if at != MANUAL and (isinstance(at, bool) or not isinstance(at, int) or at < 0):
+        raise ValueError(
+            f"{where}['unfreeze_at'] must be a step (an int >= 0) or {MANUAL!r}. Received: {at!r}"
+        )
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"{where}['unfreeze_warmup'] must be an int >= 0. Received: {warmup!r}")
+    if isinstance(lr, float) and lr == 0.0:
+        raise ValueError(
+            f"{where} has 'lr': 0.0 (frozen for good) and 'unfreeze_at' {at!r}: give it the lr "
+            "it should train at once unfrozen."
+        )
+    return at, warmup
 
 
 def check_multiplier(value: Any, where: str) -> float:
@@ -202,6 +241,7 @@ def parse_pattern_lrs(pattern_lrs: Any) -> list[GroupSpec]:
         if wd_mult is not None or "wd_mult" in entry:
             wd_mult = check_multiplier(wd_mult, f"{where}['wd_mult']")
         weight_decay = check_weight_decay(entry.get("weight_decay"), f"{where}['weight_decay']")
+        unfreeze_at, unfreeze_warmup = _check_schedule(entry, where, lr)
         name = entry.get("name")
         if name is None:
             name = _derived_name(patterns, i)
@@ -223,7 +263,19 @@ def parse_pattern_lrs(pattern_lrs: Any) -> list[GroupSpec]:
                     f"Duplicate group name {name!r}: {explicit[name]}['name'] and {where}['name']."
                 )
             explicit[name] = where
-        specs.append(GroupSpec(name, patterns, lr, weight_decay, regexes, lr_mult, wd_mult))
+        specs.append(
+            GroupSpec(
+                name,
+                patterns,
+                lr,
+                weight_decay,
+                regexes,
+                lr_mult,
+                wd_mult,
+                unfreeze_at,
+                unfreeze_warmup,
+            )
+        )
     return _dedupe_derived_names(specs, explicit)
 
 

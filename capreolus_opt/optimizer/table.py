@@ -10,7 +10,7 @@ from typing import Any
 
 _FIELDS = ("variable", "shape", "params", "group", "pattern", "lr")
 # Columns shown only when some row has a value (a table without multipliers looks as before).
-_OPTIONAL = ("lr_mult", "wd_mult")
+_OPTIONAL = ("lr_mult", "wd_mult", "unfreeze_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +25,7 @@ class GroupRow:
     lr: float
     lr_mult: float | None = None  # set for groups given as a factor on the base learning_rate
     wd_mult: float | None = None  # set for groups given as a factor on the base weight_decay
+    unfreeze_at: int | str | None = None  # scheduled groups: first training step, or "manual"
 
     def to_record(self) -> dict[str, Any]:
         """A plain JSON-serialisable dict (shape as a list; optional fields only when set)."""
@@ -102,7 +103,7 @@ class GroupTable:
                 row.group,
                 "-" if row.pattern is None else row.pattern,
                 f"{row.lr:.6g}",
-                *("-" if getattr(row, k) is None else f"{getattr(row, k):.6g}" for k in optional),
+                *(_cell(getattr(row, k)) for k in optional),
             ]
             for row in self.rows
         ]
@@ -127,3 +128,9 @@ class GroupTable:
         n_all = sum(p for _, p in totals.values())
         out.append(f"{'total':<{name_width + 6}}  {len(self.rows):>5} tensors  {n_all:>14,} params")
         return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -23,6 +23,9 @@ Around that, in the order Keras 3 applies them:
 
 Groups: a group's rate is its ``lr``, or ``lr_mult`` times the base lr (a schedule is evaluated
 first, then multiplied); its decay its ``weight_decay``, or ``wd_mult`` times the base one.
+A group with ``unfreeze_at = N`` is skipped entirely (no update, no moment change, not in the
+global clip norm) until N updates have been applied; then it counts its own Adam steps from 1
+and its lr is scaled by ``min(1, own step / warmup)``.
 A variable name is matched with ``re.search`` against each group's patterns in order;
 the first group that matches wins; unmatched names use the base lr. A group whose lr is the
 constant 0.0 is frozen: its variables never change and get no state. A group lr may be a
@@ -55,6 +58,10 @@ class RefGroup:
     weight_decay: float | None = None
     lr_mult: float | None = None
     wd_mult: float | None = None
+    # Scheduled unfreezing: the group trains from update number `unfreeze_at` (0-based) on,
+    # counting its own steps from 1 then, with its lr ramped by min(1, own step / warmup).
+    unfreeze_at: int | None = None
+    warmup: int = 0
 
     @property
     def frozen(self) -> bool:
@@ -124,12 +131,22 @@ class NumpyAdam:
             grads = {k: (g + self.acc[k]) / n for k, g in grads.items()}
             for k in self.acc:
                 self.acc[k] = np.zeros_like(self.acc[k])
-        live = [k for k in grads if not self.group_of[k].frozen]
+        done = self.updates  # updates applied before this one
+        live = [k for k in grads if not self.group_of[k].frozen and self._trains(k, done)]
         grads = self._clip({k: grads[k] for k in live})
         self.updates += 1
-        t = self.updates
         for k in live:
-            self._update(k, grads[k], self.lr_of(k, step_for_lr), t)
+            group = self.group_of[k]
+            t, lr = self.updates, self.lr_of(k, step_for_lr)
+            if group.unfreeze_at is not None:
+                t = done - group.unfreeze_at + 1
+                if group.warmup:
+                    lr = lr * min(1.0, t / group.warmup)
+            self._update(k, grads[k], lr, t)
+
+    def _trains(self, k: str, done: int) -> bool:
+        start = self.group_of[k].unfreeze_at
+        return start is None or done >= start
 
     def _clip(self, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.clipnorm:

@@ -101,8 +101,10 @@ def checkpoint_tensors(path: str) -> dict[str, np.ndarray]:
     return {
         k: reader.get_tensor(k)
         for k in reader.get_variable_to_shape_map()
-        # save_counter counts save() calls: bookkeeping, not training state.
+        # save_counter counts save() calls and AdamMultilr's layout (a JSON string naming each
+        # optimizer variable) is checked on restore: bookkeeping, not training state.
         if not k.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))
+        and not k.endswith("/.ATTRIBUTES/layout")
     }
 
 
