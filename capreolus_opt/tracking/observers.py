@@ -128,7 +128,9 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
     def heartbeat_event(self, info: Any, captured_out: str, beat_time: Any, result: Any) -> None:
         """Record info, output, heartbeat time and result (retrying unwritten files)."""
         with self._lock:
-            self.info, self.cout = info, captured_out
+            # A copy (atomic under the GIL): the training thread may add keys while this beat,
+            # on the sink's thread, serialises them.
+            self.info, self.cout = dict(info), captured_out
             self.run_entry["heartbeat"] = beat_time.isoformat()
             self.run_entry["result"] = result
             self._mark("cout.txt", self.save_cout)
