@@ -210,6 +210,14 @@ def main() -> int:
     print(f"median measured tracking time / tracked wall time: {med(fractions):.4f} "
           f"(target <= {TARGET})")  # fmt: skip
 
+    # Beats also run on the sink's own thread, concurrently with training (mostly waiting on
+    # fsync, GIL released): the time of every observer call, on any thread, bounds that cost.
+    observer_fractions = [
+        sum(v for k, v in c.total.items() if "." in k) / rec for _, _, _, rec, _, c in rows
+    ]
+    print(f"median observer-call time (all threads, the sink's beat thread included) / tracked "
+          f"wall time: {med(observer_fractions):.4f} (bounds that thread's share)")  # fmt: skip
+
     print("\nwhere the tracking time goes (median over tracked runs, seconds):")
     for label in ("setup", "run start", "on_start", "sink", "run end", "close", "tracking"):
         print(f"  {label:10s} {med(c.total[label] for *_, c in rows):7.3f}")
