@@ -6,7 +6,8 @@ record follows docs/ARCHITECTURE.md (tracking): config ``gin_files``, ``gin_bind
 ``workdir``, ``seed`` and ``hparams`` (``[name, value]`` pairs from the parsed gin config, added
 by a config hook, so a bad gin file fails before any observer records a run); info ``run_uuid``,
 ``gin_config``, ``operative_gin_config``, ``group_table``, ``strategy``, ``versions``,
-``workdir``, ``checkpoint_path`` and ``resumed_from``; artifacts ``operative_config.gin``,
+``workdir``, ``checkpoint_path``, ``resumed_from``, ``beat_every_s`` (heartbeat interval) and
+``start_step`` (the checkpoint step training started from); artifacts ``operative_config.gin``,
 ``group_table.csv`` and ``checkpoint.txt``; metrics through :class:`SacredMetricsSink`; result
 the final evaluation metrics as floats.
 

@@ -14,11 +14,11 @@ beat writes the same) by its own, which every ``flush_every_s`` seconds (default
 :data:`DEFAULT_BEAT_S`) delivers the queued points and beats (info, output, heartbeat time) --
 also while the training thread is busy in a long step or evaluation, so that a live run always
 has a fresh heartbeat -- and beats once more when Sacred stops the run (completion, failure and
-interrupt alike), which writes the final info and captured output. The training thread beats
-too when the interval has passed at a ``log_metrics``; :meth:`flush` (which the training loop
-calls at the end, on failure and on interrupt) delivers the queued points; with nothing queued
-it writes nothing. Under the lock deliveries never overlap, and the queue is empty before
-Sacred's final beat.
+interrupt alike), which writes the final info and captured output. ``log_metrics`` only
+queues (the training thread does no observer I/O while training); :meth:`flush` (which the
+training loop calls at the end, on failure and on interrupt) delivers the queued points; with
+nothing queued it writes nothing. Under the lock deliveries never overlap, and the queue is
+empty before Sacred's final beat.
 
 Durability bound: a point is handed to the observers at most ``flush_every_s`` seconds after it
 was logged (plus the time of one delivery); FileStorage then syncs it to disk (rewriting
@@ -80,8 +80,9 @@ class SacredMetricsSink:
     Args:
         run: the current Sacred run (``_run`` inside a main function).
         flush_every_s: deliver the queued points and beat (info, output, heartbeat time) this
-            often, from a background thread and at ``log_metrics``; 0 beats at every
-            ``log_metrics``. Each FileStorage delivery rewrites the whole ``metrics.json``.
+            often, from the sink's own thread (0: at every check of that thread, every
+            ``DEFAULT_BEAT_S`` seconds). Each FileStorage delivery rewrites the whole
+            ``metrics.json``.
         clock: monotonic clock in seconds (injectable for tests; the background thread waits
             in real time and beats when this clock says the interval has passed).
 
@@ -119,20 +120,23 @@ class SacredMetricsSink:
     def _beat_until(self, stop: threading.Event) -> None:
         wait = self._flush_every_s or DEFAULT_BEAT_S
         while not stop.wait(wait):
-            with self._lock:
-                if self._clock() - self._last_beat >= self._flush_every_s:
-                    self.beat()
+            self.beat_if_due()
         with self._lock:
             self._run._emit_heartbeat()  # Sacred's final beat: final info and output
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Queue one point per metric at ``step``; deliver if ``flush_every_s`` has passed."""
+        """Queue one point per metric at ``step`` (the beat thread delivers it)."""
         step = int(step)
         for name, value in metrics.items():
             self._run.log_scalar(name, float(value), step)
             self.points_logged[name] += 1
-        if self._clock() - self._last_beat >= self._flush_every_s:
-            self.beat()
+
+    def beat_if_due(self) -> None:
+        """Beat if ``flush_every_s`` has passed since the last beat (what the beat thread does
+        every ``flush_every_s`` seconds; the training thread never waits on observer I/O)."""
+        with self._lock:
+            if self._clock() - self._last_beat >= self._flush_every_s:
+                self.beat()
 
     def beat(self) -> None:
         """Deliver the queued points, the run info and the captured output to all observers now.

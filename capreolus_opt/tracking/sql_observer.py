@@ -245,7 +245,7 @@ class SqlMetricsObserver(SqlObserver):
         """Store info/output/heartbeat; a dict result goes to ``run_result``."""
         with self._sync_lock:
             self._row.update(
-                info=json.dumps(flatten(info)),
+                info=json.dumps(flatten(dict(info))),  # a copy: see FileStorage's heartbeat
                 captured_out=captured_out,
                 heartbeat=beat_time,
                 result=self._float_or_none(result),

@@ -73,6 +73,7 @@ def test_sink_beats_every_interval_and_flush_delivers_only_what_is_queued():
         for step in range(1, 8):
             now[0] = 4.0 * step  # 4 s per step: 12 s and 24 s are >= 10 s after the last beat
             sink.log_metrics(step, {"loss": 1.0 / step})
+            sink.beat_if_due()  # what the beat thread does every flush_every_s seconds
             recorder.events.append(f"logged {step}")
             if step == 2:
                 sink.flush()  # delivers steps 1-2 and does not postpone the beat at 12 s

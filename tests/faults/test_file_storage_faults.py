@@ -1,0 +1,69 @@
+"""FileStorage's shared ``_sources`` store and a disk that is full before the run starts.
+
+In-process on the TensorFlow-free fake backend (tests/tracking/fake_backend.py): fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+
+import pytest
+
+from capreolus_opt.tracking import cli
+from tests.faults.fault_tools import can_mount_tmpfs, fill, tmpfs
+from tests.tracking import fake_backend
+
+NO_TMPFS = can_mount_tmpfs()
+
+
+def _train(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    return cli.handle_train(parser.parse_args(["train", *argv]), backend=fake_backend)
+
+
+def _gin(path) -> str:
+    path.write_text("train.steps = 4\n")
+    return str(path)
+
+
+def _sources_intact(runs) -> list:
+    sources = sorted((runs / "_sources").iterdir())
+    for source in sources:
+        digest = source.stem.rsplit("_", 1)[1]
+        assert hashlib.md5(source.read_bytes()).hexdigest() == digest, source
+    return sources
+
+
+def test_a_truncated_source_file_is_replaced_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    gin = _gin(tmp_path / "a.gin")
+    assert _train([gin, "--observer", "file://runs"]) == 0
+    sources = _sources_intact(tmp_path / "runs")
+    assert sources
+    for source in sources:
+        source.write_bytes(b"")  # what a full disk left behind with Sacred's plain copyfile
+    assert _train([gin, "--observer", "file://runs"]) == 0
+    assert _sources_intact(tmp_path / "runs") == sources
+
+
+@pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
+def test_a_disk_full_before_the_start_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    gin = _gin(tmp_path / "a.gin")
+    with tmpfs("1m") as disk:
+        filler = fill(disk)
+        code = _train([gin, "--observer", f"file://{disk}/runs", "--workdir", str(tmp_path / "w")])
+        assert code == 1
+        assert "No space left on device" in capsys.readouterr().err
+        for path in (disk / "runs").rglob("*"):
+            if path.is_file():
+                assert path.stat().st_size > 0 and not path.name.endswith(".tmp"), path
+                if path.suffix == ".json":
+                    json.loads(path.read_text())
+        filler.unlink()
+        code = _train([gin, "--observer", f"file://{disk}/runs", "--workdir", str(tmp_path / "w2")])
+        assert code == 0
+        _sources_intact(disk / "runs")
