@@ -178,7 +178,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and cases (~3 min)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--case", choices=["a", "b"], action="append", help="only these cases")
+    parser.add_argument(
+        "--mode", choices=["eager", "graph", "xla"], action="append", help="only these modes"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for TF and torch (default: all cores); 1 is steadier under load",
+    )
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        if torch is not None:
+            torch.set_num_threads(args.threads)
     repeats = args.repeats or (7 if args.quick else 21)
     # "keras Adam #2" is a second, identical Keras Adam: its ratio to the first is the noise.
     kinds = ["keras Adam", "MultiOptimizer", "AdamMultilr tf", "AdamMultilr", "keras Adam #2"]
@@ -187,13 +200,14 @@ def main() -> None:
     cases = [
         (case, mode, ams)
         for case in args.case or ("a", "b")
-        for mode in ("eager", "graph", "xla")
+        for mode in args.mode or ("eager", "graph", "xla")
         for ams in (False, True)
         if not (args.quick and ams and case == "b")
     ]
     versions = f"torch {torch.__version__}" if torch is not None else "no torch (bench extra)"
-    print(f"TF {tf.__version__}, Keras {keras.__version__}, {versions}, {os.cpu_count()} CPUs")
-    print("GB/s: assign_add bandwidth measured within each case's rotation (all cores)")
+    threads = args.threads or os.cpu_count()
+    print(f"TF {tf.__version__}, Keras {keras.__version__}, {versions}, {threads} threads")
+    print("GB/s: assign_add bandwidth measured within each case's rotation (same threads)")
     print(f"median of {repeats} interleaved steps; ratios of ours (AdamMultilr) to each baseline")
     print("tf kern: AdamMultilr on TF's ResourceApplyAdam kernels (before the one-pass op)")
     print("noise: a second identical keras Adam / the first (1.00x on a quiet machine)\n")
