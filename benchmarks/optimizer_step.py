@@ -1,14 +1,21 @@
-"""Optimizer-step benchmark: AdamMultilr vs keras Adam vs keras MultiOptimizer.
+"""Optimizer-step benchmark: AdamMultilr vs keras Adam, MultiOptimizer and PyTorch's fused Adam.
 
-    .venv/bin/python benchmarks/optimizer_step.py            # full run (~10 min on 2 cores)
-    .venv/bin/python benchmarks/optimizer_step.py --quick    # short run (~2 min)
+    .venv/bin/python benchmarks/optimizer_step.py            # full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/optimizer_step.py --quick    # short run (~3 min)
+    .venv/bin/python benchmarks/optimizer_step.py --quick --case a   # case (a) only
 
 Times only the optimizer step (`apply` on fixed gradients) in one process. The optimizers'
 steps are interleaved (one step of each, in turn, repeated) and the median is reported, because
 absolute times on shared machines drift. Cases (issue 2): (a) ~27M parameters in 13 variables,
 (b) 200 small variables; eager, `tf.function` (graph) and `jit_compile=True` (xla); amsgrad off
 and on. AdamMultilr has 3 groups (2 patterns + default); MultiOptimizer maps the same patterns
-to 3 Adam instances.
+to 3 Adam instances. "AdamMultilr tf" is AdamMultilr on TF's ResourceApplyAdam kernels
+(CAPREOLUS_OPT_ADAM_KERNEL=tf while it traces: the path before the one-pass op, and its fallback).
+
+PyTorch (optional, the `bench` extra): `torch.optim.Adam(..., fused=True)` on CPU tensors of the
+same shapes, values and 3 param groups, stepped in the same rotation; it has no graph/XLA modes,
+so every row times the same eager step. Its `eps` is Algorithm 1's (ours is epsilon-hat): the
+same work per element, so the timing comparison is fair.
 
 Bandwidth: `tf.Variable.assign_add` over 2 x 256 MiB (beyond the L3), with TF's default thread
 pool (all cores), timed inside each case's rotation: bytes = read var + read addend + write var.
@@ -32,7 +39,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from capreolus_opt.optimizer import AdamMultilr
+from capreolus_opt.optimizer import AdamMultilr, kernel
+
+try:
+    import torch
+except ImportError:  # the `bench` extra is optional
+    torch = None
 
 LR_EMB, LR_LOW, LR_BASE = 1e-4, 5e-4, 1e-3
 tf.get_logger().setLevel("ERROR")  # one tf.function per optimizer trips TF's retracing warning
@@ -61,6 +73,26 @@ def make_variables(case: str, seed: int = 0) -> list[keras.Variable]:
     return variables
 
 
+def torch_step(case: str, amsgrad: bool) -> Callable[[object], None]:
+    """PyTorch's fused CPU Adam over the same variables (values, gradients, 3 groups)."""
+    params = [
+        torch.nn.Parameter(torch.from_numpy(np.array(v.numpy()))) for v in make_variables(case)
+    ]
+    for i, (p, (_, shape)) in enumerate(zip(params, layout(case), strict=True)):
+        grad = np.random.default_rng(100 + i).standard_normal(shape, dtype=np.float32) * 1e-2
+        p.grad = torch.from_numpy(grad)
+    paths = [path for path, _ in layout(case)]
+    emb = [p for p, n in zip(params, paths, strict=True) if n.startswith("embedding/")]
+    low = [p for p, n in zip(params, paths, strict=True) if n.split("/")[0] in LOW_SCOPES]
+    rest = [p for p in params if all(p is not q for q in emb + low)]
+    groups = [{"params": emb, "lr": LR_EMB}, {"params": low, "lr": LR_LOW}, {"params": rest}]
+    opt = torch.optim.Adam(groups, lr=LR_BASE, eps=1e-7, amsgrad=amsgrad, fused=True)
+    return lambda _grads: opt.step()
+
+
+LOW_SCOPES = {f"layer_{i}" for i in range(6)}
+
+
 def make_optimizer(kind: str, amsgrad: bool) -> keras.optimizers.Optimizer:
     if kind in ("keras Adam", "keras Adam #2"):
         return keras.optimizers.Adam(LR_BASE, amsgrad=amsgrad)
@@ -74,7 +106,7 @@ def make_optimizer(kind: str, amsgrad: bool) -> keras.optimizers.Optimizer:
                 },
             )
         )
-    return AdamMultilr(
+    return AdamMultilr(  # "AdamMultilr" and "AdamMultilr tf"
         LR_BASE, amsgrad=amsgrad, pattern_lrs={r"^embedding/": LR_EMB, r"^layer_[0-5]/": LR_LOW}
     )
 
@@ -115,13 +147,19 @@ def bench_case(case: str, mode: str, amsgrad: bool, repeats: int, kinds: list[st
     probe = BandwidthProbe()
     runners = {"bandwidth": probe}
     for kind in kinds:
+        if kind == "torch":
+            runners[kind] = torch_step(case, amsgrad)
+            continue
         variables = make_variables(case)
         opt = make_optimizer(kind, amsgrad)
         fn = step_function(opt, variables, mode)
         runners[kind] = fn
-    for fn in runners.values():
+    for kind, fn in runners.items():
+        # The kernel is chosen while the step traces (its first call), eager mode included.
+        os.environ[kernel.ENV_MODE] = "tf" if kind == "AdamMultilr tf" else "auto"
         for _ in range(2):  # trace / compile and warm caches
             fn(grads)
+    os.environ[kernel.ENV_MODE] = "auto"
     times: dict[str, list[float]] = {kind: [] for kind in runners}
     names = list(runners)
     for r in range(repeats):
@@ -137,44 +175,70 @@ def bench_case(case: str, mode: str, amsgrad: bool, repeats: int, kinds: list[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and cases (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and cases (~3 min)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--case", choices=["a", "b"], action="append", help="only these cases")
+    parser.add_argument(
+        "--mode", choices=["eager", "graph", "xla"], action="append", help="only these modes"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for TF and torch (default: all cores); 1 is steadier under load",
+    )
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        if torch is not None:
+            torch.set_num_threads(args.threads)
     repeats = args.repeats or (7 if args.quick else 21)
     # "keras Adam #2" is a second, identical Keras Adam: its ratio to the first is the noise.
-    kinds = ["keras Adam", "MultiOptimizer", "AdamMultilr", "keras Adam #2"]
+    kinds = ["keras Adam", "MultiOptimizer", "AdamMultilr tf", "AdamMultilr", "keras Adam #2"]
+    if torch is not None:
+        kinds.append("torch")
     cases = [
         (case, mode, ams)
-        for case in ("a", "b")
-        for mode in ("eager", "graph", "xla")
+        for case in args.case or ("a", "b")
+        for mode in args.mode or ("eager", "graph", "xla")
         for ams in (False, True)
         if not (args.quick and ams and case == "b")
     ]
-    print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs")
-    print("GB/s: assign_add bandwidth measured within each case's rotation (all cores)")
-    print(f"median of {repeats} interleaved steps; ratios vs keras Adam (vs MultiOptimizer)")
+    versions = f"torch {torch.__version__}" if torch is not None else "no torch (bench extra)"
+    threads = args.threads or os.cpu_count()
+    print(f"TF {tf.__version__}, Keras {keras.__version__}, {versions}, {threads} threads")
+    print("GB/s: assign_add bandwidth measured within each case's rotation (same threads)")
+    print(f"median of {repeats} interleaved steps; ratios of ours (AdamMultilr) to each baseline")
+    print("tf kern: AdamMultilr on TF's ResourceApplyAdam kernels (before the one-pass op)")
     print("noise: a second identical keras Adam / the first (1.00x on a quiet machine)\n")
     header = (
-        f"{'case':<5}{'mode':<7}{'ams':<5}{'keras ms':>9}{'multi ms':>9}{'ours ms':>9}"
-        f"{'ours/keras':>11}{'ours/multi':>11}{'noise':>7}{'GB/s':>6}{'B/param':>9}{'floor x':>8}"
+        f"{'case':<5}{'mode':<6}{'ams':<4}{'keras':>8}{'multi':>8}{'tf kern':>8}{'ours':>8}"
+        f"{'torch':>8}{'/keras':>8}{'/tf kern':>9}{'/torch':>8}{'noise':>7}{'GB/s':>6}"
+        f"{'B/param':>8}{'floor x':>8}"
     )
     print(header)
     print("-" * len(header))
     for case, mode, ams in cases:
-        t = bench_case(case, mode, ams, repeats, kinds)
-        params = sum(int(np.prod(s)) for _, s in layout(case))
-        floor_bytes = 36 if ams else 28
-        ours, bandwidth = t["AdamMultilr"], t["bandwidth"]
-        achieved = ours * bandwidth / params
-        print(
-            f"{case:<5}{mode:<7}{'on' if ams else 'off':<5}"
-            f"{t['keras Adam'] * 1e3:>9.2f}{t['MultiOptimizer'] * 1e3:>9.2f}{ours * 1e3:>9.2f}"
-            f"{ours / t['keras Adam']:>10.2f}x{ours / t['MultiOptimizer']:>10.2f}x"
-            f"{t['keras Adam #2'] / t['keras Adam']:>6.2f}x"
-            f"{bandwidth / 1e9:>6.1f}{achieved:>9.1f}{achieved / floor_bytes:>7.2f}x",
-            flush=True,
-        )
-    print("\ncase a: 27.2M params / 13 variables; case b: 0.2M params / 200 variables")
+        print_row(case, mode, ams, bench_case(case, mode, ams, repeats, kinds))
+    print("\ntimes in ms; case a: 27.2M params / 13 variables; case b: 0.2M params / 200 variables")
+
+
+def print_row(case: str, mode: str, ams: bool, t: dict) -> None:
+    params = sum(int(np.prod(s)) for _, s in layout(case))
+    floor_bytes = 36 if ams else 28
+    ours, bandwidth = t["AdamMultilr"], t["bandwidth"]
+    achieved = ours * bandwidth / params
+    torch_ms = f"{t['torch'] * 1e3:>8.2f}" if "torch" in t else f"{'n/a':>8}"
+    torch_ratio = f"{ours / t['torch']:>7.2f}x" if "torch" in t else f"{'n/a':>8}"
+    print(
+        f"{case:<5}{mode:<6}{'on' if ams else 'off':<4}"
+        f"{t['keras Adam'] * 1e3:>8.2f}{t['MultiOptimizer'] * 1e3:>8.2f}"
+        f"{t['AdamMultilr tf'] * 1e3:>8.2f}{ours * 1e3:>8.2f}{torch_ms}"
+        f"{ours / t['keras Adam']:>7.2f}x{ours / t['AdamMultilr tf']:>8.2f}x{torch_ratio}"
+        f"{t['keras Adam #2'] / t['keras Adam']:>6.2f}x"
+        f"{bandwidth / 1e9:>6.1f}{achieved:>8.1f}{achieved / floor_bytes:>7.2f}x",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

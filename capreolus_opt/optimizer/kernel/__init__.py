@@ -118,6 +118,7 @@ def build(directory: Path | None = None) -> tuple[Path, bool]:
 
 
 _loaded: dict[str, ModuleType | KernelBuildError] = {}
+_warned: set[str] = set()
 
 
 def _load() -> ModuleType:
@@ -131,7 +132,7 @@ def _load() -> ModuleType:
             _loaded["ops"] = error
     result = _loaded["ops"]
     if isinstance(result, KernelBuildError):
-        raise result
+        raise KernelBuildError(str(result))  # a fresh one: no tracebacks piling up
     return result
 
 
@@ -139,8 +140,8 @@ def onepass_ops() -> ModuleType | None:
     """The loaded op module, or None to use TF's kernels (mode ``tf``, or ``auto`` on failure).
 
     In ``auto`` mode a failure warns once per process with a one-line reason; ``onepass`` mode
-    raises `KernelBuildError` instead. Call outside the traced step's hot path: the first call
-    may compile (about 15 s), later ones return the cached module."""
+    raises `KernelBuildError` instead. Called while a step is traced (the choice never enters the
+    graph): the first call may compile (about 15 s), later ones return the cached module."""
     requested = mode()
     if requested == "tf":
         return None
@@ -149,8 +150,8 @@ def onepass_ops() -> ModuleType | None:
     except KernelBuildError as error:
         if requested == "onepass":
             raise
-        if not _loaded.get("warned"):
-            _loaded["warned"] = True  # type: ignore[assignment]
+        if not _warned:
+            _warned.add("fallback")
             reason = str(error).splitlines()[0]
             warnings.warn(
                 f"capreolus_opt: the one-pass Adam kernel is unavailable ({reason}); using "
@@ -164,3 +165,4 @@ def onepass_ops() -> ModuleType | None:
 def reset() -> None:
     """Forget the load result and the warning (tests); a loaded library stays loaded."""
     _loaded.clear()
+    _warned.clear()
