@@ -6,7 +6,7 @@ same files (run.json, config.json, info.json, metrics.json of every run folder).
 ``compare`` on the same runs, both through the real command handler. The folders are
 written in Sacred's FileStorageObserver format (``json.dump(..., sort_keys=True, indent=2)``, ISO
 timestamps), with 1,000 points per run over 4 metrics. Timings alternate baseline / candidate and
-report medians (DESIGN.md §6: absolute times drift on shared machines, ratios do not).
+report medians (docs/STACK_FACTS.md §6: absolute times drift on shared machines, ratios do not).
 
 Run: ``.venv/bin/python benchmarks/load_runs.py [--runs 1000] [--points 1000] [--repeats 5]``
 """

@@ -4,8 +4,8 @@ Library code (optimizer, training, models, data) stays gin-free and takes plain 
 this module attaches gin at the edge (t5x's habit). Every factory has an explicit signature, so a
 misspelt binding such as ``AdamMultilr.learnig_rate = 1e-3`` fails when the file is parsed, with
 gin's message naming the parameter, instead of failing at construction (Keras constructors take
-``**kwargs``; DESIGN.md §4). We never ``import gin.tf`` (it needs ``tf.estimator``, gone since
-TF 2.16).
+``**kwargs``; docs/STACK_FACTS.md §4). We never ``import gin.tf`` (it needs ``tf.estimator``,
+gone since TF 2.16).
 
 Names in gin files:
 
@@ -396,9 +396,11 @@ def run_training(*, workdir: str, sink: Any = None, on_start: Callable | None = 
 
 
 def validate_inputs() -> None:
-    """Builds the configured ``train.task`` and calls its ``validate_inputs()`` (if it has one),
-    so that bad data is a ``DataError`` (exit 2) before a run is recorded. Data sources keep
-    what they read for the run itself (``TrecRerankingData`` memoises per process)."""
+    """Checks the bound AdamMultilr scalars, then builds the configured ``train.task`` and calls
+    its ``validate_inputs()`` (if it has one), so that a bad value or bad data is an input error
+    (exit 2) before a run is recorded. Data sources keep what they read for the run itself
+    (``TrecRerankingData`` memoises per process)."""
+    _check_optimizer_bindings()
     try:
         gin.query_parameter(f"{_MODULE}.train.task")
     except ValueError:  # no train.task bound: the run itself reports that
@@ -406,6 +408,35 @@ def validate_inputs() -> None:
     validate = getattr(configured("train.task"), "validate_inputs", None)
     if validate is not None:
         validate()
+
+
+def _check_optimizer_bindings() -> None:
+    """The constructor's own scalar checks on the explicit ``AdamMultilr.*`` bindings, in plain
+    Python: building the optimizer here would run TensorFlow ops before the strategy exists."""
+    from capreolus_opt.optimizer import arguments
+    from capreolus_opt.optimizer.groups import check_lr
+
+    checks = {
+        "learning_rate": lambda v, w: check_lr(v, w),
+        "weight_decay": arguments.check_weight_decay,
+        "beta_1": arguments.check_beta,
+        "beta_2": arguments.check_beta,
+        "epsilon": lambda v, w: arguments.check_epsilon(v),
+        "strict": arguments.check_bool,
+        "fused": arguments.check_bool,
+        "amsgrad": arguments.check_bool,
+    }
+    for name, check in checks.items():
+        try:
+            value = _macro_value(gin.query_parameter(f"{_MODULE}.AdamMultilr.{name}"))
+        except ValueError:  # not bound: the signature default, which is valid
+            continue
+        if isinstance(value, gin.config.ConfigurableReference):
+            continue  # e.g. a schedule, checked when it exists
+        try:
+            check(value, f"AdamMultilr.{name}")
+        except (TypeError, ValueError) as err:
+            raise GinConfigError(f"gin binding AdamMultilr.{name}: {err}") from None
 
 
 def configured(param: str) -> Any:

@@ -1,8 +1,8 @@
 """Test-wide setup.
 
 TensorFlow must see two logical CPU devices before its runtime initialises, so that
-MirroredStrategy can be exercised without GPUs (DESIGN.md §6). This runs at collection time,
-before any test module imports TensorFlow work.
+MirroredStrategy can be exercised without GPUs (docs/STACK_FACTS.md §6). This runs at collection
+time, before any test module imports TensorFlow work.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ from tests.cli_helpers import SMOKE, run_cli
             "LearningRateSchedule",
         ),
         ("train.num_steps = %gin.REQUIRED", "gin binding train.num_steps is %gin.REQUIRED"),
+        # Values of the right type that the optimizer refuses, before the run is recorded.
+        ("AdamMultilr.beta_1 = 1.5", "AdamMultilr.beta_1 must be a float in [0, 1). Received: 1.5"),
+        ("AdamMultilr.weight_decay = -0.1", "AdamMultilr.weight_decay must be a finite float >= 0"),
     ],
 )
 def test_wrong_or_missing_values_are_input_errors(tmp_path, binding, message):

@@ -304,7 +304,7 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
         # single shared read made 200 small updates ~10% slower).
         lrs = self._step_learning_rates(learning_rate)
         # Fused-kernel scalars (lr, beta powers, constants) once per (group, dtype) per step, so
-        # that each variable costs one kernel (200 small variables: DESIGN.md §3).
+        # that each variable costs one kernel (200 small variables: docs/STACK_FACTS.md §3).
         scalars: dict[tuple[int, tf.DType], tuple] = {}
         if self.fused and not fused.in_xla_context():
             global_step = self.iterations + 1

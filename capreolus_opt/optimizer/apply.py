@@ -39,7 +39,7 @@ class ApplyMixin:
     def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
         """Densify sparse gradients, then run Keras' `apply` (compiled once when eager)."""
         # Densify first: exact for duplicate indices, and `loss_scale_factor` cannot divide an
-        # IndexedSlices (both stock Keras 3.15 bugs, DESIGN.md §3 (a), (b)).
+        # IndexedSlices (both stock Keras 3.15 bugs, docs/STACK_FACTS.md §3 (a), (b)).
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         if not self._eager_compilable():
             if not self.built and trainable_variables is not None and self._in_replica_fn():
@@ -93,7 +93,7 @@ class ApplyMixin:
         """Build lazily from inside a replica function: in a merge call, lifted out of the graph.
 
         Stock Keras creates the slots inside the traced replica function and fails with "You must
-        feed a value for placeholder" (DESIGN.md §3 (c)). Here the first `apply` under
+        feed a value for placeholder" (docs/STACK_FACTS.md §3 (c)). Here the first `apply` under
         `strategy.run` builds in cross-replica context under `tf.init_scope()` (eagerly, as
         mirrored variables); this needs the trainable variables passed to `apply`.
         """

@@ -1,7 +1,8 @@
 """Sacred's FileStorage and Mongo observers, each numbering its own runs.
 
 Sacred gives every observer the id that the highest-priority observer chose (SQL numbers from 0,
-file and Mongo from 1, DESIGN.md §5). With a FileStorage folder and an SQL database together, the
+file and Mongo from 1, docs/STACK_FACTS.md §5). With a FileStorage folder and an SQL database
+together, the
 folder is then asked to create ``runs/<sql id>``, which fails as soon as that number already
 exists there (and Mongo refuses a duplicate ``_id`` the same way). Runs are identified across
 observers by our own ``info.run_uuid``, so each observer here ignores the id it is handed and

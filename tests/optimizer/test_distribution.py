@@ -4,7 +4,7 @@ same global batches, within 1e-6, in a custom loop and in model.fit.
 Why 1e-6 is loose enough: the only legitimate difference is the order in which the two
 replicas' gradient halves are summed (~6e-8 relative on a gradient), which Adam turns into
 ~6e-8 of a step. Clipping is the case that would show a real difference: stock Keras clips each
-replica's half before the sum (DESIGN.md §3 (d)); AdamMultilr clips the summed gradient.
+replica's half before the sum (docs/STACK_FACTS.md §3 (d)); AdamMultilr clips the summed gradient.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def test_fit_two_replicas_equal_one_device(case):
 
 
 def test_lazy_build_inside_the_replica_function_equals_prebuilt_and_one_device():
-    # Stock Keras fails here with "You must feed a value for placeholder" (DESIGN.md §3 (c));
+    # Stock Keras fails here with "You must feed a value for placeholder"
+    # (docs/STACK_FACTS.md §3 (c));
     # AdamMultilr builds in a merge call, lifted out of the traced function.
     lazy = custom_loop(two_devices(), prebuild=False)
     prebuilt = custom_loop(two_devices(), prebuild=True)

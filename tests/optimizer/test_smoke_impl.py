@@ -113,7 +113,7 @@ def _mirrored_run(prebuild: bool) -> list[np.ndarray]:
 
 
 def test_lazy_build_inside_mirrored_replica_fn_equals_prebuilt() -> None:
-    # Stock Keras fails here ("You must feed a value for placeholder", DESIGN.md §3 (c)).
+    # Stock Keras fails here ("You must feed a value for placeholder", docs/STACK_FACTS.md §3 (c)).
     prebuilt = _mirrored_run(prebuild=True)
     lazy = _mirrored_run(prebuild=False)
     for a, b in zip(lazy, prebuilt, strict=True):
