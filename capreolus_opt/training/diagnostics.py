@@ -34,13 +34,6 @@ class GroupIndex:
     names: tuple[str, ...]
     members: Mapping[str, tuple[int, ...]]
 
-    def metric_names(self) -> list[str]:
-        return [
-            f"group/{g}/{m}"
-            for g in self.names
-            for m in ("lr", "grad_norm", "update_norm", "param_norm")
-        ]
-
 
 def resolve_group_index(optimizer: Any, variables: Sequence[keras.Variable]) -> GroupIndex:
     """Map each trainable variable to its optimizer group.
