@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from capreolus_opt.storage import mask_url as redact_url
+from capreolus_opt.storage import mask_url
 
 FORMS = "postgresql://user@host/db, journal:///path/study.log or sqlite:///PATH"
 
@@ -35,7 +35,7 @@ def storage_kind(url: str) -> str:
         return "postgresql"
     if base in ("journal", "sqlite"):
         return base
-    raise StorageError(f"unsupported --storage {redact_url(url)!r}: expected {FORMS}")
+    raise StorageError(f"unsupported --storage {mask_url(url)!r}: expected {FORMS}")
 
 
 def _journal_path(url: str) -> str:
@@ -43,7 +43,7 @@ def _journal_path(url: str) -> str:
     path = unquote(parts.netloc + parts.path)
     if not path:
         raise StorageError(
-            f"--storage {redact_url(url)!r} names no file: expected journal:///path/study.log"
+            f"--storage {mask_url(url)!r} names no file: expected journal:///path/study.log"
         )
     return path
 
@@ -54,7 +54,7 @@ def _rdb_url(url: str, kind: str) -> str:
         if "+" not in scheme:  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
             url = "postgresql+psycopg://" + rest
         if not urlsplit(url).path.strip("/"):
-            raise StorageError(f"--storage {redact_url(url)!r} names no database: .../DBNAME")
+            raise StorageError(f"--storage {mask_url(url)!r} names no database: .../DBNAME")
     elif url.split("://", 1)[1].strip("/") == "":
         raise StorageError(f"--storage {url!r} names no database file: sqlite:///PATH")
     return url

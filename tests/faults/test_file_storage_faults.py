@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from capreolus_opt.tracking import cli
+from capreolus_opt.commands import train as cli
 from tests.faults.fault_tools import can_mount_tmpfs, fill, tmpfs
 from tests.tracking import fake_backend
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .numpy_adam import dense_from_slices
+from tests.optimizer.numpy_adam import dense_from_slices
 
 MODES = ("eager", "function", "jit")
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from capreolus_opt import AdamMultilr
-
-from .helpers import initial_values, random_grads, run
+from tests.optimizer.helpers import initial_values, random_grads, run
 
 NAN = float("nan")
 

@@ -16,8 +16,7 @@ import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
 from capreolus_opt.training import make_strategy
-
-from .helpers import small_model, token_data
+from tests.optimizer.helpers import small_model, token_data
 
 GLOBAL_BATCH = 8
 STEPS = 3

@@ -14,9 +14,14 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
-
-from .helpers import SHAPES, assert_rel_close, initial_values, make_variables, random_grads
-from .numpy_adam import NumpyAdam, RefGroup
+from tests.optimizer.helpers import (
+    SHAPES,
+    assert_rel_close,
+    initial_values,
+    make_variables,
+    random_grads,
+)
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup
 
 LAYOUT = [
     {"patterns": ["encoder/layer_0"], "lr": 0.003, "name": "low"},

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from capreolus_opt import AdamMultilr
-
-from .helpers import SHAPES, assert_rel_close, initial_values, random_grads, run, token_data
+from tests.optimizer.helpers import (
+    SHAPES,
+    assert_rel_close,
+    initial_values,
+    random_grads,
+    run,
+    token_data,
+)
 
 # Options combined so each run exercises several code paths (Keras allows one clip at a time).
 OPTIONS = {

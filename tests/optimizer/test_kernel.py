@@ -20,10 +20,9 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt.optimizer import AdamMultilr, kernel
-
-from .helpers import assert_rel_close, initial_values, random_grads, run
-from .numpy_adam import NumpyAdam, RefGroup
-from .test_distribution import CASES, assert_same, custom_loop, two_devices
+from tests.optimizer.helpers import assert_rel_close, initial_values, random_grads, run
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup
+from tests.optimizer.test_distribution import CASES, assert_same, custom_loop, two_devices
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = [

@@ -11,8 +11,7 @@ import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
 from capreolus_opt.training import diagnostics
-
-from .helpers import (
+from tests.optimizer.helpers import (
     MODES,
     assert_rel_close,
     assert_update_close,
@@ -22,7 +21,7 @@ from .helpers import (
     random_grads,
     run,
 )
-from .numpy_adam import NumpyAdam, RefGroup
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup
 
 STEPS = 5
 sched = keras.optimizers.schedules

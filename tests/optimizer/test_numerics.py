@@ -21,8 +21,7 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
-
-from .helpers import (
+from tests.optimizer.helpers import (
     MODES,
     SHAPES,
     assert_rel_close,
@@ -35,7 +34,7 @@ from .helpers import (
     run,
     sparse_grad,
 )
-from .numpy_adam import NumpyAdam, RefGroup
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup
 
 STEPS = 5
 BASE_LR = 0.004

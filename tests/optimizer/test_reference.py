@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from .helpers import SHAPES, initial_values, random_grads
-from .numpy_adam import NumpyAdam, RefGroup, dense_from_slices
+from tests.optimizer.helpers import SHAPES, initial_values, random_grads
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup, dense_from_slices
 
 
 def test_first_step_by_hand():

@@ -14,8 +14,7 @@ import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
 from capreolus_opt.optimizer import RegroupError, restore_regrouped
-
-from .helpers import (
+from tests.optimizer.helpers import (
     MODES,
     assert_rel_close,
     assert_update_close,
@@ -24,7 +23,7 @@ from .helpers import (
     make_variables,
     random_grads,
 )
-from .numpy_adam import NumpyAdam, RefGroup
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup
 
 BASE_LR = 0.004
 BEFORE = [  # embedding frozen for good; encoder in one group

@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
-
-from .helpers import (
+from tests.optimizer.helpers import (
     SHAPES,
     initial_values,
     make_variables,
@@ -20,7 +19,7 @@ from .helpers import (
     run,
     small_model,
 )
-from .helpers import (
+from tests.optimizer.helpers import (
     token_data as data,
 )
 

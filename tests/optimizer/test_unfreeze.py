@@ -12,8 +12,7 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
-
-from .helpers import (
+from tests.optimizer.helpers import (
     MODES,
     assert_rel_close,
     assert_update_close,
@@ -24,8 +23,8 @@ from .helpers import (
     small_model,
     token_data,
 )
-from .numpy_adam import NumpyAdam, RefGroup
-from .test_distribution import GLOBAL_BATCH, two_devices
+from tests.optimizer.numpy_adam import NumpyAdam, RefGroup
+from tests.optimizer.test_distribution import GLOBAL_BATCH, two_devices
 
 BASE_LR = 0.004
 STEPS = 7

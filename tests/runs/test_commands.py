@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from run_fixtures import Spec, lr_specs, record_run, run_cli
 
 from capreolus_opt.commands import runs as runs_cli
 from capreolus_opt.runs import load_runs
 from capreolus_opt.runs.plot import plot_runs
+from tests.runs.run_fixtures import Spec, lr_specs, record_run, run_cli
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
-from run_fixtures import GROUPS, Spec, lr_specs, record_run
 
 from capreolus_opt.runs import best_direction, load_runs
+from tests.runs.run_fixtures import GROUPS, Spec, lr_specs, record_run
 
 
 def _check_against_spec(run, spec: Spec) -> None:

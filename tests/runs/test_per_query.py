@@ -11,13 +11,13 @@ import uuid
 from typing import Any
 
 import pytest
-from run_fixtures import mongo_observer
 from sacred import Experiment
 from sacred.observers import FileStorageObserver
 
 from capreolus_opt.runs import load_runs
 from capreolus_opt.runs.per_query import PerQueryError, group_means, parse_per_query
 from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
+from tests.runs.run_fixtures import mongo_observer
 
 PER_QUERY = (
     "qid\tmeasure\tvalue\n"

@@ -6,7 +6,8 @@ import json
 import os
 
 import pytest
-from run_fixtures import Spec, lr_specs, record_run, run_cli
+
+from tests.runs.run_fixtures import Spec, lr_specs, record_run, run_cli
 
 
 def _file_runs(observers, specs):

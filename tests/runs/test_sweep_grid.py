@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_fixtures import run_cli
 
 from capreolus_opt.runs import sweep
 from capreolus_opt.runs.records import Run
+from tests.runs.run_fixtures import run_cli
 
 
 def test_parse_grid_literals_and_references():

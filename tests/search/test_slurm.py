@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from search_helpers import cli_env, scratch_configs, study_trials
 
 from capreolus_opt import load_runs
+from tests.search.search_helpers import cli_env, scratch_configs, study_trials
 
 pytestmark = [
     pytest.mark.slow,

@@ -13,9 +13,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import POSTGRES_URL, cli_env, scratch_configs, scratch_postgres, study_trials
 
 from capreolus_opt import load_runs
+from tests.search.search_helpers import (
+    POSTGRES_URL,
+    cli_env,
+    scratch_configs,
+    scratch_postgres,
+    study_trials,
+)
 
 
 def tune(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:

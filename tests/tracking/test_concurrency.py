@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tracking_helpers import (
+
+from tests.tracking.tracking_helpers import (
     POSTGRES_URL,
     expected_points,
     file_metrics,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 
-import fake_backend
 import mongomock
 import mongomock.gridfs
 import pytest
-from tracking_helpers import (
+
+from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
+from tests.tracking import fake_backend
+from tests.tracking.tracking_helpers import (
     POSTGRES_URL,
     expected_points,
     file_metrics,
@@ -23,8 +25,6 @@ from tracking_helpers import (
     train,
     write_gin,
 )
-
-from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
 
 
 def _only_run(basedir):

@@ -11,10 +11,10 @@ import types
 
 import numpy as np
 import pytest
-from tracking_helpers import file_metrics, file_runs, train
 
 from capreolus_opt import gin_bindings
 from capreolus_opt.tracking.experiment import SMOKE_GIN
+from tests.tracking.tracking_helpers import file_metrics, file_runs, train
 
 SIGNAL_AFTER_STEP = 4
 ARGS = [

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 
-import fake_backend
 from sacred import Experiment
 from sacred.observers import RunObserver
-from tracking_helpers import expected_points, train, write_gin
 
 from capreolus_opt.tracking.experiment import make_experiment
 from capreolus_opt.tracking.sink import SacredMetricsSink
+from tests.tracking import fake_backend
+from tests.tracking.tracking_helpers import expected_points, train, write_gin
 
 
 class RecordingObserver(RunObserver):

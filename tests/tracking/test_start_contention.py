@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from tracking_helpers import POSTGRES_URL
 
 from capreolus_opt.tracking import sql_observer, urls
+from tests.tracking.tracking_helpers import POSTGRES_URL
 
 N_PROCS = 4
 EX_INFO = {"name": "contention", "base_dir": "/x", "sources": [], "repositories": [],

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tracking_helpers import file_metrics, file_runs, sql_metrics
+
+from tests.tracking.tracking_helpers import file_metrics, file_runs, sql_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "gin_configs" / "smoke.gin")

@@ -11,10 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import fake_backend
 import pytest
 
 from capreolus_opt.commands import train as cli
+from tests.tracking import fake_backend
 
 POSTGRES_URL = os.environ.get("CAPREOLUS_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `tests.`
 
 from capreolus_opt.training import ListSink, make_strategy, train
 
@@ -42,8 +42,11 @@ def main() -> None:
     args = parser.parse_args()
     strategy = make_strategy(args.kind)
 
-    from regression_task import RegressionTask
-    from test_train_loop import BATCH, adam_multilr  # after the strategy: imports TF work
+    from tests.training.regression_task import RegressionTask
+    from tests.training.test_train_loop import (  # after the strategy: imports TF work
+        BATCH,
+        adam_multilr,
+    )
 
     sink = MarkerSink(args.marker)
     result = train(

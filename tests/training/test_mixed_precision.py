@@ -14,10 +14,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from regression_task import RegressionTask, checkpoint_tensors, l2, model_weights
-from test_train_loop import BATCH, run
 
 from capreolus_opt.training import ListSink, make_strategy
+from tests.training.regression_task import RegressionTask, checkpoint_tensors, l2, model_weights
+from tests.training.test_train_loop import BATCH, run
 
 STEPS = 12
 TOL = {"mixed_bfloat16": 5e-3, "mixed_float16": 5e-4}

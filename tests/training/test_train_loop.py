@@ -10,10 +10,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from regression_task import RegressionTask, checkpoint_tensors, l2, model_weights, numpy_gradients
 
 from capreolus_opt import AdamMultilr
 from capreolus_opt.training import ListSink, NonFiniteLossError, make_strategy, train
+from tests.training.regression_task import (
+    RegressionTask,
+    checkpoint_tensors,
+    l2,
+    model_weights,
+    numpy_gradients,
+)
 
 BATCH = 8
 

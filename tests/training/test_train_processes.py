@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from regression_task import RegressionTask
-from test_train_loop import assert_same_checkpoints, run
+
+from tests.training.regression_task import RegressionTask
+from tests.training.test_train_loop import assert_same_checkpoints, run
 
 SCRIPT = str(Path(__file__).with_name("run_regression_training.py"))
 
