@@ -90,6 +90,9 @@ def _merge(into: Run, other: Run) -> None:
     # Prefer the record that saw the run finish: a RUNNING copy is an observer that lagged.
     if into.status not in _TERMINAL and other.status in _TERMINAL:
         into.status, into.stop_time = other.status, other.stop_time
+    elif into.status == "DIED" and other.status == "RUNNING":
+        # One observer's heartbeat went stale while another still hears from the run: alive.
+        into.status = other.status
     into.start_time = into.start_time or other.start_time
     into.stopped_reason = into.stopped_reason or other.stopped_reason
     into.stop_time = into.stop_time or other.stop_time
