@@ -45,3 +45,15 @@ def test_hparam_and_group_table_differences():
     ]
     assert group_totals(a) == {"encoder": (1, 16), "head": (1, 4)}
     assert group_totals(b) == {"default": (1, 16)}
+
+
+def test_merging_copies_a_live_running_copy_outranks_a_stale_one():
+    from capreolus_opt.runs.load import _merge
+
+    stale, live = _run("ab" * 16, {}, []), _run("ab" * 16, {}, [])
+    stale.status, live.status = "DIED", "RUNNING"
+    _merge(stale, live)
+    assert stale.status == "RUNNING"
+    done = _run("ab" * 16, {}, [])
+    _merge(stale, done)  # a finished copy wins over both
+    assert stale.status == "COMPLETED"
