@@ -174,7 +174,8 @@ def run_uuid(proc) -> str:
 def recorded(tmp_path: Path, run_id: int) -> tuple[str, list[int]]:
     folder = tmp_path / "runs" / str(run_id)
     status = json.loads((folder / "run.json").read_text())["status"]
-    metrics = json.loads((folder / "metrics.json").read_text())
+    path = folder / "metrics.json"  # written once there is a point to store
+    metrics = json.loads(path.read_text()) if path.exists() else {}
     return status, metrics.get("train/loss", {}).get("steps", [])
 
 
