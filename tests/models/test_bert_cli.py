@@ -72,7 +72,12 @@ def test_bert_configs_say_what_is_missing(tmp_path):
     # Every %gin.REQUIRED left unset is refused when the config is parsed, naming the binding.
     assert "is %gin.REQUIRED and no file or --gin_param gives it a value" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert 'BERT_PRESET = "/path/to/preset"' in proc.stderr
+    # Data given, preset not: the message names the binding that reads BERT_PRESET.
+    _write_tsv(tmp_path)
+    data = _bindings(tmp_path, "unused")[2:]
+    proc = run_cli("groups", BERT_SMOKE, *data)
+    assert proc.returncode == 1
+    assert "preset is %gin.REQUIRED" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
