@@ -165,4 +165,7 @@ class SacredMetricsSink:
                     run._safe_call(
                         observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
                     )
+            for observer in run.observers:  # observers that batch their writes write them now
+                if hasattr(observer, "flush") and observer not in run._failed_observers:
+                    run._safe_call(observer, "flush")
         # The beat clock is not reset: info, output and heartbeat time keep their cadence.

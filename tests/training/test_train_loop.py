@@ -158,7 +158,7 @@ def test_signal_checkpoints_flushes_and_raises_keyboard_interrupt(tmp_path: Path
     with pytest.raises(KeyboardInterrupt, match="at step 4"):
         run(tmp_path / "sig", num_steps=10, metrics_every=2, sink=sink)
     assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
-    assert sink.flush_count == 1
+    assert sink.flush_count == 2  # before the checkpoint (no point may trail it), and at the end
     assert tf.train.latest_checkpoint(str(tmp_path / "sig")).endswith("ckpt-4")
     resumed = run(tmp_path / "sig", num_steps=10)
     full = run(tmp_path / "full", num_steps=10)
@@ -173,7 +173,7 @@ def test_non_finite_loss_names_step_and_keeps_last_good_checkpoint(tmp_path: Pat
     latest = tf.train.latest_checkpoint(str(tmp_path))
     assert latest.endswith("ckpt-4")
     assert all(np.isfinite(w).all() for w in model_weights(task, latest))
-    assert sink.flush_count == 1
+    assert sink.flush_count == 3  # before the checkpoints at steps 2 and 4, and as the loop fails
 
 
 def test_on_start_sees_group_table_and_strategy(tmp_path: Path) -> None:
@@ -199,3 +199,38 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="zero-argument factory"):
         run(tmp_path, optimizer="adam")
     assert not any(tmp_path.iterdir())  # nothing written by a rejected call
+
+
+def test_every_checkpoint_follows_a_flush_of_the_points_before_it(tmp_path: Path, monkeypatch):
+    """A kill right after a save must not lose points the resumed run will not log again."""
+    from capreolus_opt.training import checkpoints
+
+    class HoldingSink(ListSink):
+        """Delivers only on flush(), like a tracker whose observer lags."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending: list[int] = []
+            self.delivered: list[int] = []
+
+        def log_metrics(self, step, metrics):
+            super().log_metrics(step, metrics)
+            self.pending.append(int(step))
+
+        def flush(self):
+            super().flush()
+            self.delivered += self.pending
+            self.pending = []
+
+    sink = HoldingSink()
+    at_save: list[tuple[int, int]] = []
+    real_save = checkpoints.CheckpointState.save
+
+    def save(self, step):
+        at_save.append((step, max(sink.delivered, default=0)))
+        return real_save(self, step)
+
+    monkeypatch.setattr(checkpoints.CheckpointState, "save", save)
+    run(tmp_path / "w", sink=sink, num_steps=8, metrics_every=1, checkpoint_every=4)
+    assert [step for step, _ in at_save] == [4, 8]
+    assert all(delivered >= step for step, delivered in at_save), at_save
