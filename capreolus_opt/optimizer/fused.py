@@ -112,7 +112,7 @@ def fused_adam_update(
     two paths differ by a few 1e-6 relative in the update, the fused one being the closer to a
     float64 reference.
     """
-    lr, beta_1_power, beta_2_power, beta_1, beta_2, epsilon = scalars
+    lr = scalars[0]
     if gradient.dtype != variable.dtype:
         gradient = tf.cast(gradient, variable.dtype)
     if isinstance(weight_decay, int | float) and not weight_decay:
@@ -123,7 +123,18 @@ def fused_adam_update(
     if weight_decay is not None:
         wd = tf.cast(weight_decay, variable.dtype)
         variable.assign_sub(variable * wd * lr)
-    kwargs = dict(
+    kwargs = _adam_inputs(variable, gradient, m, v, scalars, use_locking=False)
+    if v_hat is None:
+        return tf.raw_ops.ResourceApplyAdam(**kwargs)
+    return tf.raw_ops.ResourceApplyAdamWithAmsgrad(vhat=_handle(v_hat), **kwargs)
+
+
+def _adam_inputs(
+    variable: Any, gradient: tf.Tensor, m: Any, v: Any, scalars: tuple, **extra: Any
+) -> dict[str, Any]:
+    """The inputs both Adam kernels (TF's and the one-pass op) take, plus ``extra``."""
+    lr, beta_1_power, beta_2_power, beta_1, beta_2, epsilon = scalars
+    return dict(
         var=_handle(variable),
         m=_handle(m),
         v=_handle(v),
@@ -134,11 +145,8 @@ def fused_adam_update(
         beta2=beta_2,
         epsilon=epsilon,
         grad=gradient,
-        use_locking=False,
+        **extra,
     )
-    if v_hat is None:
-        return tf.raw_ops.ResourceApplyAdam(**kwargs)
-    return tf.raw_ops.ResourceApplyAdamWithAmsgrad(vhat=_handle(v_hat), **kwargs)
 
 
 def _onepass_update(
@@ -151,21 +159,9 @@ def _onepass_update(
     scalars: tuple,
     weight_decay: Any,
 ) -> tf.Operation:
-    lr, beta_1_power, beta_2_power, beta_1, beta_2, epsilon = scalars
-    dtype = lr.dtype
-    kwargs = dict(
-        var=_handle(variable),
-        m=_handle(m),
-        v=_handle(v),
-        beta1_power=beta_1_power,
-        beta2_power=beta_2_power,
-        lr=lr,
-        beta1=beta_1,
-        beta2=beta_2,
-        epsilon=epsilon,
-        weight_decay=tf.zeros([], dtype) if weight_decay is None else tf.cast(weight_decay, dtype),
-        grad=gradient,
-    )
+    dtype = scalars[0].dtype
+    decay = tf.zeros([], dtype) if weight_decay is None else tf.cast(weight_decay, dtype)
+    kwargs = _adam_inputs(variable, gradient, m, v, scalars, weight_decay=decay)
     if v_hat is None:
         return ops.capreolus_one_pass_adam(**kwargs)
     return ops.capreolus_one_pass_adam_amsgrad(vhat=_handle(v_hat), **kwargs)
