@@ -8,20 +8,24 @@ A task that evaluates on a dev split and a test split (``RerankingTask`` over
   made (run files, per-query metrics) and returns their paths;
 - ``final_metrics(step, directory) -> dict[str, float]``: the ``dev/...`` and ``test/...``
   metrics recorded for ``step``;
-- ``export(directory)``: writes what reloading the model for reranking needs besides weights.
+- ``export(directory, model)``: writes what reloading the model for reranking needs besides
+  its weights.
 
 ``EvaluationRecorder`` calls them after every evaluation, saves the model's weights
 (``weights.py``) to ``<workdir>/best/`` whenever the dev metric improves (strictly: the earliest
-of equal evaluations is kept), keeps ``best/best.json`` (``step``, ``metric``, ``value``) so a
-resumed run continues the comparison, and at the end returns the recorded metrics of the best
-step: the test numbers are those of the model selected on dev. Tasks without these methods
-get the loop's metrics unchanged. Only the chief writes.
+of equal evaluations is kept), keeps ``best/best.json`` (``step``, ``metric``, ``value``, and
+the dev-chosen ``interpolation_weight`` when the task interpolates) so a resumed run continues
+the comparison, and at the end returns the recorded metrics of the best step: the test numbers
+are those of the model selected on dev. A new best is written whole into ``best.new/`` and then
+swapped in, so a kill never leaves the weights of one step beside the ``best.json`` of another.
+Tasks without these methods get the loop's metrics unchanged. Only the chief writes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 from capreolus_opt.training.weights import save_weights
@@ -39,6 +43,8 @@ class EvaluationRecorder:
         self.best_dir = os.path.join(workdir, "best")
         self._state_path = os.path.join(self.best_dir, "best.json")
         self.best: dict[str, Any] | None = None
+        if self.active:
+            recover_best_dir(self.best_dir)
         if self.active and os.path.isfile(self._state_path):
             with open(self._state_path, encoding="utf-8") as f:
                 self.best = json.load(f)
@@ -51,14 +57,18 @@ class EvaluationRecorder:
         value = float(metrics[self.metric])
         if self.best is not None and not value > self.best["value"]:
             return
-        os.makedirs(self.best_dir, exist_ok=True)
-        save_weights(self.model, os.path.join(self.best_dir, "model.weights.npz"))
-        self.task.export(self.best_dir)
-        self.best = {"step": step, "metric": self.metric, "value": value}
-        tmp = f"{self._state_path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.best, f)
-        os.replace(tmp, self._state_path)
+        best = {"step": step, "metric": self.metric, "value": value}
+        if "interpolation_weight" in metrics:  # chosen on dev: rerank applies it too
+            best["interpolation_weight"] = float(metrics["interpolation_weight"])
+        new = f"{self.best_dir}.new"
+        shutil.rmtree(new, ignore_errors=True)
+        os.makedirs(new)
+        save_weights(self.model, os.path.join(new, "model.weights.npz"))
+        self.task.export(new, self.model)
+        with open(os.path.join(new, "best.json"), "w", encoding="utf-8") as f:
+            json.dump(best, f)  # written last: a best.new/ with best.json is complete
+        _promote(new, self.best_dir)
+        self.best = best
 
     def finish(self, metrics: dict[str, float]) -> tuple[dict[str, float], list[str]]:
         """``(final metrics, artifact paths)``: the best step's recorded metrics and every file
@@ -73,3 +83,28 @@ class EvaluationRecorder:
             if ".tmp" not in name
         )
         return final, [*files, self._state_path]
+
+
+def _promote(new: str, best: str) -> None:
+    """Replaces the folder ``best`` by the complete folder ``new``: ``best`` is moved aside to
+    ``best.old`` first, so at every instant one complete best model exists under one of the
+    three names (``recover_best_dir`` puts it back after a kill)."""
+    old = f"{best}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(best):
+        os.rename(best, old)
+    os.rename(new, best)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_best_dir(best: str) -> None:
+    """After a kill while a new best model was written: a complete ``best.new/`` (its
+    ``best.json`` is written last) replaces ``best/``, an incomplete one is dropped, and a
+    ``best.old/`` left without a ``best/`` is put back."""
+    new, old = f"{best}.new", f"{best}.old"
+    if os.path.isfile(os.path.join(new, "best.json")):
+        _promote(new, best)
+    shutil.rmtree(new, ignore_errors=True)
+    if not os.path.isdir(best) and os.path.isdir(old):
+        os.rename(old, best)
+    shutil.rmtree(old, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt.models.encoder import build_reranker
-from capreolus_opt.training.selection import EvaluationRecorder
+from capreolus_opt.training.selection import EvaluationRecorder, recover_best_dir
 from capreolus_opt.training.weights import restore_weights, save_weights
 
 
@@ -31,8 +32,9 @@ class _DevTestTask:
     def final_metrics(self, step: int, directory: str) -> dict[str, float]:
         return dict(self.recorded[step])
 
-    def export(self, directory: str) -> None:
+    def export(self, directory: str, model=None) -> None:
         self.exports += 1
+        (Path(directory) / "reranker.json").write_text("{}")
 
 
 def _model() -> keras.Model:
@@ -68,6 +70,47 @@ def test_the_best_dev_evaluation_is_the_one_reported_on_test(tmp_path):
     task.current = {"dev/ndcg@10": 0.45}
     again.evaluated(50, {"ndcg@10": 0.45})
     assert again.best["step"] == 20
+
+
+def test_a_kill_while_a_new_best_is_written_leaves_one_whole_best_model(tmp_path, monkeypatch):
+    import capreolus_opt.training.selection as selection
+
+    task, model = _DevTestTask(), _model()
+    recorder = EvaluationRecorder(task, model, str(tmp_path), chief=True)
+    recorder.evaluated(10, {"ndcg@10": 0.3})
+    best, new, old = (tmp_path / n for n in ("best", "best.new", "best.old"))
+    # Killed while writing the new best (its best.json not yet written): step 10 stays.
+    monkeypatch.setattr(selection, "_promote", lambda *a: (_ for _ in ()).throw(SystemExit))
+    task.export = lambda directory, model=None: (_ for _ in ()).throw(SystemExit)
+    with pytest.raises(SystemExit):
+        recorder.evaluated(20, {"ndcg@10": 0.5})
+    assert new.is_dir() and not (new / "best.json").exists()
+    recover_best_dir(str(best))
+    assert json.loads((best / "best.json").read_text())["step"] == 10 and not new.exists()
+    # Killed between moving best/ aside and renaming best.new/ in: the new, complete one wins.
+    del task.export
+    monkeypatch.undo()
+    real_rename = selection.os.rename
+    calls = []
+
+    def rename_then_die(src, dst):
+        calls.append(dst)
+        real_rename(src, dst)
+        if dst.endswith(".old"):
+            raise SystemExit
+
+    monkeypatch.setattr(selection.os, "rename", rename_then_die)
+    with pytest.raises(SystemExit):
+        recorder.evaluated(30, {"ndcg@10": 0.6})
+    monkeypatch.undo()
+    assert not best.exists() and old.is_dir() and (new / "best.json").exists()
+    again = EvaluationRecorder(task, model, str(tmp_path), chief=True)  # recovers on resume
+    assert again.best["step"] == 30 and not new.exists() and not old.exists()
+    assert (best / "model.weights.npz").is_file() and (best / "reranker.json").is_file()
+    # Only best.old/ left (best.new/ renamed in, then best/ lost): put back.
+    real_rename(best, old)
+    recover_best_dir(str(best))
+    assert json.loads((best / "best.json").read_text())["step"] == 30
 
 
 def test_tasks_without_dev_selection_and_non_chief_workers_change_nothing(tmp_path):
