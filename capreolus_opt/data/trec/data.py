@@ -14,6 +14,12 @@ Label rules (what the README's "Real collections" section states for users):
 - evaluation: every candidate of the dev queries, then of the test queries; the metrics use the
   full qrels (trec_eval semantics, ``measures.py``).
 
+The inputs are files (``collection``, ``topics``, ``qrels``, optional ``first_stage_run`` and
+``folds``) or ``dataset``, an ``ir_datasets`` id whose files are written once into the cache
+(``irds.py``; files given beside it win). Text is encoded with a word-level vocabulary built
+from the collection (or read from ``vocab_path``), or with ``tokenizer``: a pretrained BERT's own
+WordPiece (``models.bert.bert_wordpiece_tokenizer``), so its ids are the preset's.
+
 Inputs are read, checked and tokenised once per process for the same arguments (so
 ``validate_inputs()`` before a run and the run itself share the work); the tokenised collection
 is cached on disk across processes (``store.py``).
@@ -33,6 +39,7 @@ from capreolus_opt.data.errors import DataError
 from capreolus_opt.data.ranking_data import EvalPairs, TrainTriples
 from capreolus_opt.data.tokenizer import Vocabulary
 from capreolus_opt.data.trec.inputs import TrecInputs, load_inputs
+from capreolus_opt.data.trec.irds import ir_datasets_files
 from capreolus_opt.data.trec.store import TokenizedCollection, tokenized_collection
 from capreolus_opt.data.trec.triples import read_train_triples, sample_triples
 from capreolus_opt.data.trec.vocab import collection_vocabulary
@@ -68,10 +75,12 @@ class TrecRerankingData:
     def __init__(
         self,
         *,
-        collection: str,
-        topics: str,
-        qrels: str,
+        collection: str | None = None,
+        topics: str | None = None,
+        qrels: str | None = None,
         first_stage_run: str | None = None,
+        dataset: str | None = None,
+        tokenizer: Any = None,
         folds: str | None = None,
         top_k: int = 100,
         train_triples: str | None = None,
@@ -102,6 +111,19 @@ class TrecRerankingData:
             raise ValueError(
                 f"triples_format must be 'ids' or 'text'. Received: {triples_format!r}"
             )
+        if tokenizer is not None and vocab_path is not None:
+            raise ValueError("Give TrecRerankingData a tokenizer or a vocab_path, not both.")
+        if dataset is not None and (not isinstance(dataset, str) or not dataset):
+            raise ValueError(
+                f"dataset must be an ir_datasets id (a non-empty str). Received: {dataset!r}"
+            )
+        unset = [n for n, v in (("collection", collection), ("topics", topics), ("qrels", qrels))
+                 if not v]  # fmt: skip
+        if unset and dataset is None:
+            raise ValueError(
+                f"TrecRerankingData needs {', '.join(unset)}: give the files, or dataset (an "
+                "ir_datasets id) to read them from"
+            )
         fractions = tuple(float(f) for f in split_fractions)
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(
@@ -110,7 +132,8 @@ class TrecRerankingData:
             )
         self.config = dict(
             collection=collection, topics=topics, qrels=qrels, first_stage_run=first_stage_run,
-            folds=folds, top_k=top_k, train_triples=train_triples, triples_format=triples_format,
+            dataset=dataset, tokenizer=tokenizer, folds=folds, top_k=top_k,
+            train_triples=train_triples, triples_format=triples_format,
             samples_per_query=samples_per_query, seed=seed, split_fractions=fractions,
             topic_field=topic_field, max_query_length=max_query_length,
             max_doc_length=max_doc_length, vocab_path=vocab_path, min_count=min_count,
@@ -183,6 +206,8 @@ def _memo_key(config: dict) -> tuple:
 
 
 def _encoder(config: dict) -> Any:
+    if config["tokenizer"] is not None:  # e.g. a pretrained BERT's own WordPiece
+        return config["tokenizer"]
     if config["vocab_path"]:
         try:
             return Vocabulary.from_file(config["vocab_path"])
@@ -197,6 +222,12 @@ def _encoder(config: dict) -> Any:
 
 
 def _load(**config: Any) -> _Loaded:
+    if config["dataset"] is not None:  # files the user gave win over the dataset's
+        files = ir_datasets_files(
+            config["dataset"], cache_dir=config["cache_dir"], topic_field=config["topic_field"]
+        )
+        for name in ("collection", "topics", "qrels", "first_stage_run"):
+            config[name] = config[name] or files.get(name)
     inputs = load_inputs(
         topics=config["topics"], qrels=config["qrels"], first_stage_run=config["first_stage_run"],
         folds=config["folds"], collection=config["collection"], k=config["top_k"],
