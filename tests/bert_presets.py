@@ -15,14 +15,20 @@ TINY_SIZES = dict(num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, 
 
 
 def make_tiny_preset(
-    path: Path | str, *, max_sequence_length: int = 64, lowercase: bool = True, seed: int = 0
+    path: Path | str,
+    *,
+    max_sequence_length: int = 64,
+    lowercase: bool = True,
+    seed: int = 0,
+    words: list[str] | None = None,
 ) -> Path:
-    """Saves a 2-layer BertBackbone and its BertTokenizer (vocabulary + settings) to ``path``."""
+    """Saves a 2-layer BertBackbone and its BertTokenizer (vocabulary + settings) to ``path``;
+    ``words`` replace the built-in sub-words (e.g. the words of a generated collection)."""
     import keras
     import keras_hub
 
     keras.utils.set_random_seed(seed)
-    vocab = SPECIALS + WORDS
+    vocab = SPECIALS + list(WORDS if words is None else words)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocab), max_sequence_length=max_sequence_length, **TINY_SIZES
     )

@@ -5,9 +5,11 @@
 
 ``RUN`` is the training run's workdir, its FileStorage run folder, or its run UUID (looked up in
 ``--source`` observers, default ``file://runs``); its best model by the dev metric is used
-(``<workdir>/best/``). With ``--qrels`` the metrics of the written run are printed (ir_measures,
-as training records them). Exit codes: 0, 2 bad input (a message naming the file and line),
-1 an unexpected failure. Importing this module does not import TensorFlow.
+(``<workdir>/best/``), with its tokenizer and lengths, and mixed with the first-stage scores
+by the weight chosen on dev when training interpolated. With ``--qrels`` the metrics of the
+written run are printed (ir_measures, as training records them). Exit codes: 0, 2 bad input
+(a message naming the file and line), 1 an unexpected failure. Importing this module does not
+import TensorFlow.
 """
 
 from __future__ import annotations
@@ -92,9 +94,11 @@ def handle_rerank(args: argparse.Namespace) -> int:
     except ValueError as exc:  # DataError included: bad input, nothing written
         return _error(str(exc))
     pairs = sum(len(d) for d in scores.values())
+    weight = reranker.best.get("interpolation_weight")
+    mixed = "" if weight is None else f", interpolated with the first stage (weight {weight})"
     print(
         f"reranked {pairs} candidates of {len(scores)} queries with the step-"
-        f"{reranker.best['step']} model of {workdir} -> {args.output}"
+        f"{reranker.best['step']} model of {workdir}{mixed} -> {args.output}"
     )
     if metrics is not None:
         print(json.dumps(metrics, sort_keys=True))

@@ -20,6 +20,7 @@ A keras_hub preset folder has ``tokenizer.json`` (``lowercase``, ``strip_accents
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -96,7 +97,8 @@ class WordPieceTokenizer:
     """Host-side BERT WordPiece over ``vocabulary`` (a ``Vocabulary`` that holds BERT's specials).
 
     Duck-types ``data.tokenizer.Vocabulary`` where data sources use it (``len()``, ``pad_id``,
-    ``encode_batch(texts, max_length=)``), so a data source can take it in place of one.
+    ``encode``, ``encode_with_length``, ``encode_batch``, ``fingerprint``), so a data source
+    (``TsvRankingData``, ``TrecRerankingData``) can take it in place of one.
     """
 
     def __init__(
@@ -262,6 +264,26 @@ class WordPieceTokenizer:
             row = row[:max_length]
             out[i, : len(row)] = row
         return out, np.array([len(row) for row in ids], np.int64)
+
+    def encode(self, text: str, *, max_length: int) -> np.ndarray:
+        """int32 ``[max_length]`` WordPiece ids of one text (``Vocabulary.encode``'s contract)."""
+        return self.encode_batch([text], max_length=max_length)[0]
+
+    def encode_with_length(self, text: str, *, max_length: int) -> tuple[np.ndarray, int]:
+        """``encode`` plus the token count before the cut (``Vocabulary.encode_with_length``)."""
+        ids, lengths = self.encode_batch_with_lengths([text], max_length=max_length)
+        return ids[0], int(lengths[0])
+
+    def fingerprint(self) -> str:
+        """A digest of the vocabulary and settings: equal fingerprints tokenise text identically
+        (the key of tokenised-collection caches; never equal to a word-level ``Vocabulary``'s)."""
+        digest = hashlib.sha256("\n".join(self.vocabulary.tokens).encode("utf-8"))
+        digest.update(json.dumps(self.get_config(), sort_keys=True).encode())
+        digest.update(f"\0wordpiece-v1\0{MAX_CHARS_PER_WORD}".encode())
+        return digest.hexdigest()[:32]
+
+    def __repr__(self) -> str:
+        return f"WordPieceTokenizer({len(self)} tokens, fingerprint {self.fingerprint()})"
 
     def encode_pairs(
         self, queries: Sequence[str], documents: Sequence[str], max_len: int

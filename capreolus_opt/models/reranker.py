@@ -194,21 +194,30 @@ class RerankingTask:
     def final_metrics(self, step: int, directory: str) -> dict[str, float]:
         return recorded_metrics(step, directory)
 
-    def export(self, directory: str) -> None:
-        """Writes ``reranker.json`` (model builder arguments) and ``vocab.txt`` (the encoder)
-        into ``directory``: with ``model.weights.npz`` what ``capreolus-opt rerank`` loads."""
-        spec = {
+    def export(self, directory: str, model: keras.Model | None = None) -> None:
+        """Writes what ``capreolus-opt rerank`` needs besides ``model.weights.npz`` into
+        ``directory``: ``reranker.json`` (how to rebuild the model, its maximum lengths) and the
+        encoder's ``vocab.txt``; a ``model_builder``'s model (e.g. BERT, whose input layer
+        carries its WordPiece vocabulary) is saved whole as ``model.keras``, since its gin
+        configuration is not there to rebuild it."""
+        spec: dict[str, Any] = {
             "format": 1,
-            "builder": "build_reranker" if self.model_builder is None else "model_builder",
+            "builder": "build_reranker",
             "model": self.model_spec(),
             "max_query_length": int(self._triples.query.shape[1]),
             "max_doc_length": int(self._triples.positive.shape[1]),
         }
+        if self.model_builder is not None:
+            spec["builder"] = "model_builder"  # not rebuildable, unless saved whole below
+            if model is not None:
+                spec["builder"], spec["model_file"] = "keras", _save_whole(model, directory)
         encoder = getattr(self.data, "encoder", None)
         if encoder is not None and hasattr(encoder, "save"):
             encoder.save(os.path.join(directory, "vocab.txt"))
-        with open(os.path.join(directory, "reranker.json"), "w", encoding="utf-8") as f:
+        tmp = os.path.join(directory, f"reranker.json.tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=1)
+        os.replace(tmp, os.path.join(directory, "reranker.json"))
 
     def run_info(self) -> dict[str, Any]:
         """Recorded in the run's info (``task``): truncation statistics and split sizes."""
@@ -226,3 +235,18 @@ class RerankingTask:
         validate = getattr(self.data, "validate_inputs", None)
         if validate is not None:
             validate()
+
+
+def _save_whole(model: keras.Model, directory: str) -> str:
+    """``model`` saved as ``<directory>/model.keras`` (written aside, then renamed, so a kill
+    leaves the previous best whole); returns the file name."""
+    name = "model.keras"
+    tmp = os.path.join(directory, f"tmp{os.getpid()}.{name}")  # Keras wants the suffix
+    try:
+        model.save(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, os.path.join(directory, name))
+    return name

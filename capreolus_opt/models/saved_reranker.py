@@ -2,9 +2,13 @@
 
 Training (``training/selection.py``) keeps the best model by the dev metric in
 ``<workdir>/best/``: ``model.weights.npz`` (every variable by path), ``reranker.json`` (the
-builder's arguments and maximum lengths) and ``vocab.txt`` (the encoder). ``load_reranker``
-rebuilds the model and restores every weight with ``training.weights.restore_weights``, which
-fails loudly on any missing, extra or differently shaped variable.
+builder's arguments and maximum lengths), ``vocab.txt`` (a word-level encoder) and, for a
+``model_builder``'s model such as BERT, ``model.keras`` (the whole model; BERT's input layer
+carries the preset's WordPiece vocabulary and settings, so the tokenizer comes back with it).
+``load_reranker`` rebuilds or loads the model and restores every weight with
+``training.weights.restore_weights``, which fails loudly on any missing, extra or differently
+shaped variable. ``rerank_run`` scores with the same tokenizer and lengths as training, and
+with the first-stage interpolation weight chosen on dev when training interpolated.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from capreolus_opt.data.errors import DataError
 from capreolus_opt.data.tokenizer import Vocabulary
 from capreolus_opt.data.trec.formats import read_run, read_topics
-from capreolus_opt.data.trec.runfile import top_k
+from capreolus_opt.data.trec.runfile import interpolate, top_k
 from capreolus_opt.data.trec.store import tokenized_collection
 
 
@@ -38,7 +42,6 @@ def load_reranker(workdir: str) -> SavedReranker:
     Raises:
         ValueError: ``workdir`` holds no saved reranker, or its files do not match each other.
     """
-    from capreolus_opt.models.encoder import build_reranker
     from capreolus_opt.training.weights import restore_weights
 
     best = os.path.join(workdir, "best")
@@ -50,21 +53,51 @@ def load_reranker(workdir: str) -> SavedReranker:
         )
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
-    if spec.get("builder") != "build_reranker":
-        raise ValueError(
-            f"{spec_path}: the model came from a custom RerankingTask.model_builder, which "
-            "rerank cannot rebuild without its gin configuration"
-        )
-    model = build_reranker(**spec["model"])
+    model, encoder = _rebuild(spec, best, spec_path)
+    # Every variable from the weights file, checked by path, shape and dtype (also for a
+    # .keras model, whose own loading would only warn about a mismatch).
     restore_weights(model, os.path.join(best, "model.weights.npz"))
     with open(os.path.join(best, "best.json"), encoding="utf-8") as f:
         best_info = json.load(f)
     return SavedReranker(
         model=model,
-        encoder=Vocabulary.from_file(os.path.join(best, "vocab.txt")),
+        encoder=encoder,
         max_query_length=int(spec["max_query_length"]),
         max_doc_length=int(spec["max_doc_length"]),
         best=best_info,
+    )
+
+
+def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
+    """``(model, encoder)`` as ``reranker.json`` says (``RerankingTask.export``)."""
+    vocab = os.path.join(best, "vocab.txt")
+    if spec.get("builder") == "build_reranker":
+        from capreolus_opt.models.encoder import build_reranker
+
+        return build_reranker(**spec["model"]), Vocabulary.from_file(vocab)
+    if spec.get("builder") == "keras":
+        import keras
+
+        try:  # a keras_hub backbone inside (BERT) must be registered before loading
+            import keras_hub  # noqa: F401
+        except ImportError:
+            pass
+        from capreolus_opt.models.bert import tokenizer_from_model
+
+        path = os.path.join(best, spec["model_file"])
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except (OSError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} cannot be loaded: {err}") from None
+        encoder = tokenizer_from_model(model)  # the preset's WordPiece travels with the model
+        if encoder is None:
+            if not os.path.isfile(vocab):
+                raise ValueError(f"{path} carries no tokenizer and {vocab} is missing")
+            encoder = Vocabulary.from_file(vocab)
+        return model, encoder
+    raise ValueError(
+        f"{spec_path}: the model came from a custom RerankingTask.model_builder and was not "
+        "saved whole (model.keras), so rerank cannot rebuild it without its gin configuration"
     )
 
 
@@ -78,7 +111,8 @@ def rerank_run(
     batch_size: int = 256,
     cache_dir: str | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Model scores of the top ``k`` candidates of every query of ``first_stage_run``.
+    """Model scores of the top ``k`` candidates of every query of ``first_stage_run`` (mixed
+    with the first-stage scores when the trained run chose an interpolation weight on dev).
 
     Raises ``DataError`` for a malformed file, a query missing from ``topics`` or a document
     missing from ``collection``.
@@ -120,4 +154,7 @@ def rerank_run(
     out: dict[str, dict[str, float]] = {}
     for qid, docid, score in zip(qids, docids, scores, strict=True):
         out.setdefault(qid, {})[docid] = float(score)
+    weight = reranker.best.get("interpolation_weight")
+    if weight is not None:  # as the recorded dev/test runs were made
+        out = interpolate(out, run, float(weight))
     return out

@@ -10,7 +10,9 @@ sorted id): one array entry per document instead of a Python string, so a 1M-doc
 collection is served in a few hundred MB (benchmarks/trec_data.py).
 
 An encoder has ``pad_id``, ``fingerprint() -> str`` and ``encode_with_length(text, *,
-max_length) -> (int32 ids [max_length], untruncated length)`` (``tokenizer.Vocabulary`` does).
+max_length) -> (int32 ids [max_length], untruncated length)`` (``tokenizer.Vocabulary`` does);
+one with ``encode_batch_with_lengths`` (``wordpiece.WordPieceTokenizer``) is called on batches of
+documents instead.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class TokenizedCollection:
         return np.where(found, self._order[pos], -1).astype(np.int64)
 
 
+_BATCH = 4096  # documents per batched tokenizer call
+
+
 def _count_lines(path: str) -> int:
     with open(path, "rb") as f:
         return sum(1 for line in f if line.strip())
@@ -83,10 +88,26 @@ def _build(path: str, encoder: Any, max_length: int, folder: str) -> None:
     lengths = np.zeros((n,), np.int32)
     docids: list[bytes] = []
     lines = np.zeros((n,), np.int64)
+    batched = getattr(encoder, "encode_batch_with_lengths", None)  # WordPiece: Rust, in batches
+    texts: list[str] = []
+
+    def flush(out: np.ndarray, stop: int) -> None:
+        ids, counts = batched(texts, max_length=max_length)
+        out[stop - len(texts) : stop], lengths[stop - len(texts) : stop] = ids, counts
+        texts.clear()
+
+    row = -1
     for row, (lineno, docid, text) in enumerate(iter_collection(path)):
-        tokens[row], lengths[row] = encoder.encode_with_length(text, max_length=max_length)
+        if batched is None:
+            tokens[row], lengths[row] = encoder.encode_with_length(text, max_length=max_length)
+        else:
+            texts.append(text)
+            if len(texts) == _BATCH:
+                flush(tokens, row + 1)
         docids.append(docid.encode("utf-8"))
         lines[row] = lineno
+    if texts:
+        flush(tokens, row + 1)
     tokens.flush()
     del tokens
     ids = np.array(docids, dtype=f"S{max(len(d) for d in docids)}")
