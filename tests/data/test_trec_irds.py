@@ -3,6 +3,8 @@ gives exactly the experiment the files give, and the failures say what is wrong.
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 from capreolus_opt.data.trec.data import TrecRerankingData
 from capreolus_opt.data.trec.formats import read_qrels, read_run, read_topics
 from capreolus_opt.data.trec.irds import ir_datasets_files
-from tests.cli_helpers import ROOT
+from capreolus_opt.data.trec.measures import MEASURES
+from tests.cli_helpers import ROOT, run_cli
 
 ir_datasets = pytest.importorskip("ir_datasets")
 DATA = ROOT / "gin_configs" / "data" / "trec_smoke"
@@ -100,3 +103,53 @@ def test_unknown_or_incomplete_datasets_are_named(local_id, tmp_path):
         TrecRerankingData()
     with pytest.raises(ValueError, match="dataset must be an ir_datasets id"):
         TrecRerankingData(dataset="")
+
+
+_MODULE = """
+from ir_datasets import registry
+from ir_datasets.datasets.base import Dataset
+from ir_datasets.formats import TrecQrels, TrecScoredDocs, TsvDocs, TsvQueries
+from ir_datasets.util import LocalDownload
+
+d = "gin_configs/data/trec_smoke"
+registry.register("mine/smoke", Dataset(
+    TsvDocs(LocalDownload(f"{d}/collection.tsv")), TsvQueries(LocalDownload(f"{d}/topics.tsv")),
+    TrecQrels(LocalDownload(f"{d}/qrels.txt"), {0: "not", 1: "partly", 2: "highly"}),
+    TrecScoredDocs(LocalDownload(f"{d}/run.txt")),
+))
+"""
+
+_GIN = """import my_irds
+include 'gin_configs/trec_reranker_smoke.gin'
+TrecRerankingData.collection = None
+TrecRerankingData.topics = None
+TrecRerankingData.qrels = None
+TrecRerankingData.first_stage_run = None
+TrecRerankingData.dataset = %DATASET
+"""
+
+
+@pytest.mark.slow
+def test_cli_trains_on_a_dataset_a_gin_import_registers(tmp_path, monkeypatch):
+    """How a CLI user points at a local collection: a module that registers it, imported by
+    the gin file; an unknown id ends before anything is recorded."""
+    shutil.copytree(ROOT / "gin_configs", tmp_path / "gin_configs")
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "my_irds.py").write_text(_MODULE)
+    (tmp_path / "irds.gin").write_text(_GIN)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
+    monkeypatch.setenv("CAPREOLUS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IR_DATASETS_HOME", str(tmp_path / "irds_home"))
+    common = ["--observer", "file://runs", "--gin_param"]
+    proc = run_cli("train", "irds.gin", *common, 'DATASET = "nope/x"', cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "dataset 'nope/x' is not an ir_datasets id known here" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+    proc = run_cli("train", "irds.gin", *common, 'DATASET = "mine/smoke"', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = [p for p in (tmp_path / "runs").iterdir() if p.name.isdigit()]
+    record = json.loads((folder / "run.json").read_text())
+    assert record["status"] == "COMPLETED"
+    assert {f"test/{m}" for m in MEASURES} <= set(record["result"])
+    info = json.loads((folder / "info.json").read_text())
+    assert info["task"]["queries"] == {"train": 16, "dev": 4, "test": 4}
