@@ -25,10 +25,9 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from typing import Any
 
-from capreolus_opt.data.trec.store import default_cache_dir
+from capreolus_opt.data.trec.store import build_cache_folder, default_cache_dir
 
 _VERSION = "1"
 _SPACE = re.compile(r"\s+")
@@ -126,26 +125,17 @@ def ir_datasets_files(
     meta_path = os.path.join(folder, "meta.json")
     if not os.path.isfile(meta_path):
         ds = _load(dataset_id)
-        os.makedirs(root, exist_ok=True)
-        tmp = f"{folder}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        try:
+
+        def build(tmp: str) -> dict[str, Any]:
             try:
                 names = _write(tmp, ds, dataset_id, topic_field)
             except OSError as err:  # a failed download (no network), an unreadable source file
                 raise ValueError(
                     f"ir_datasets could not provide dataset {dataset_id!r}: {err}"
                 ) from None
-            with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump({"key": key, "dataset": dataset_id, "files": names}, f)
-            try:
-                os.rename(tmp, folder)
-            except OSError:  # another process finished the same folder first: use theirs
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            return {"key": key, "dataset": dataset_id, "files": names}
+
+        build_cache_folder(folder, build)
     with open(meta_path, encoding="utf-8") as f:
         names = json.load(f)["files"]
     return {kind: os.path.join(folder, name) for kind, name in names.items()}

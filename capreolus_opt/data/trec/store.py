@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -141,14 +141,28 @@ def tokenized_collection(
     folder = os.path.join(root, "collections", hashlib.sha256(key.encode()).hexdigest()[:24])
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return TokenizedCollection(folder, from_cache=True)
+
+    def build(tmp: str) -> dict[str, Any]:
+        _build(path, encoder, max_length, tmp)
+        return {"key": key, "path": os.path.abspath(path)}
+
+    build_cache_folder(folder, build)
+    return TokenizedCollection(folder, from_cache=False)
+
+
+def build_cache_folder(folder: str, build: Callable[[str], dict[str, Any]]) -> None:
+    """Makes the cache folder ``folder``: ``build(tmp)`` fills a temporary sibling and returns
+    what ``meta.json`` (written last) holds, then the sibling is renamed to ``folder``. A folder
+    with ``meta.json`` is complete; a failure or kill leaves no such folder, and when another
+    process finished the same folder first, theirs is kept."""
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     tmp = f"{folder}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        _build(path, encoder, max_length, tmp)
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump({"key": key, "path": os.path.abspath(path)}, f)
+        meta = build(tmp)
+        with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
         try:
             os.rename(tmp, folder)
         except OSError:  # another process finished the same folder first: use theirs
@@ -156,4 +170,3 @@ def tokenized_collection(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return TokenizedCollection(folder, from_cache=False)
