@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -78,17 +79,18 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
     if spec.get("builder") == "keras":
         import keras
 
+        hint = ""
         try:  # a keras_hub backbone inside (BERT) must be registered before loading
             import keras_hub  # noqa: F401
         except ImportError:
-            pass
+            hint = " (keras_hub is not installed: a BERT model needs the `hub` extra)"
         from capreolus_opt.models.bert import tokenizer_from_model
 
         path = os.path.join(best, spec["model_file"])
         try:
             model = keras.saving.load_model(path, compile=False)
-        except (OSError, TypeError, ValueError) as err:
-            raise ValueError(f"{path} cannot be loaded: {err}") from None
+        except (OSError, TypeError, ValueError, zipfile.BadZipFile) as err:  # missing, corrupt
+            raise ValueError(f"{path} cannot be loaded{hint}: {err}") from None
         encoder = tokenizer_from_model(model)  # the preset's WordPiece travels with the model
         if encoder is None:
             if not os.path.isfile(vocab):
