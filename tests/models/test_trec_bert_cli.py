@@ -66,3 +66,11 @@ def test_bert_over_trec_files_trains_saves_whole_and_reranks_identically(tmp_pat
         np.testing.assert_allclose(
             [reranked[qid][d] for d in docs], list(docs.values()), rtol=1e-5, atol=1e-6
         )
+
+
+@pytest.mark.slow
+def test_trec_bert_config_names_the_missing_preset():
+    proc = run_cli("groups", SMOKE)
+    assert proc.returncode == 1
+    assert "is %gin.REQUIRED and no file or --gin_param gives it a value" in proc.stderr
+    assert "preset is %gin.REQUIRED" in proc.stderr and "Traceback" not in proc.stderr
