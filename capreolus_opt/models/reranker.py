@@ -199,7 +199,9 @@ class RerankingTask:
         ``directory``: ``reranker.json`` (how to rebuild the model, its maximum lengths) and the
         encoder's ``vocab.txt``; a ``model_builder``'s model (e.g. BERT, whose input layer
         carries its WordPiece vocabulary) is saved whole as ``model.keras``, since its gin
-        configuration is not there to rebuild it."""
+        configuration is not there to rebuild it. ``directory`` is a fresh folder that the
+        caller swaps in whole (``training/selection.py``), so no file here needs its own
+        write-aside."""
         spec: dict[str, Any] = {
             "format": 1,
             "builder": "build_reranker",
@@ -210,14 +212,13 @@ class RerankingTask:
         if self.model_builder is not None:
             spec["builder"] = "model_builder"  # not rebuildable, unless saved whole below
             if model is not None:
-                spec["builder"], spec["model_file"] = "keras", _save_whole(model, directory)
+                model.save(os.path.join(directory, "model.keras"))
+                spec["builder"], spec["model_file"] = "keras", "model.keras"
         encoder = getattr(self.data, "encoder", None)
         if encoder is not None and hasattr(encoder, "save"):
             encoder.save(os.path.join(directory, "vocab.txt"))
-        tmp = os.path.join(directory, f"reranker.json.tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(os.path.join(directory, "reranker.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=1)
-        os.replace(tmp, os.path.join(directory, "reranker.json"))
 
     def run_info(self) -> dict[str, Any]:
         """Recorded in the run's info (``task``): truncation statistics and split sizes."""
@@ -235,18 +236,3 @@ class RerankingTask:
         validate = getattr(self.data, "validate_inputs", None)
         if validate is not None:
             validate()
-
-
-def _save_whole(model: keras.Model, directory: str) -> str:
-    """``model`` saved as ``<directory>/model.keras`` (written aside, then renamed, so a kill
-    leaves the previous best whole); returns the file name."""
-    name = "model.keras"
-    tmp = os.path.join(directory, f"tmp{os.getpid()}.{name}")  # Keras wants the suffix
-    try:
-        model.save(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, os.path.join(directory, name))
-    return name

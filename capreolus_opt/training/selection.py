@@ -65,8 +65,11 @@ class EvaluationRecorder:
         os.makedirs(new)
         save_weights(self.model, os.path.join(new, "model.weights.npz"))
         self.task.export(new, self.model)
-        with open(os.path.join(new, "best.json"), "w", encoding="utf-8") as f:
-            json.dump(best, f)  # written last: a best.new/ with best.json is complete
+        # Written last, aside then renamed: a best.new/ with a best.json is complete.
+        tmp = os.path.join(new, "best.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(best, f)
+        os.replace(tmp, os.path.join(new, "best.json"))
         _promote(new, self.best_dir)
         self.best = best
 
