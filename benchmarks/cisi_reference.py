@@ -1,7 +1,8 @@
 """Independent reference numbers on a prepared TREC collection (e.g. CISI), computed with
 transformers + PyTorch, not with this project's code.
 
-    python benchmarks/cisi_reference.py --data DIR [--checkpoint HF_FOLDER] [--fold test] [--run FILE ...]
+    python benchmarks/cisi_reference.py --data DIR [--checkpoint HF_FOLDER] [--fold test] \
+        [--run FILE ...]
 
 DIR holds docs.tsv, topics.tsv, qrels.txt, folds.json and a first-stage run (bm25.run), as written
 by the CISI ``prepare.py --bm25``. The script prints, on one fold, nDCG@10 of:
@@ -133,7 +134,8 @@ def main() -> None:
     print(f"fold {args.fold}: {len(qids)} judged queries; checkpoint {checkpoint}")
     print(paired_report("first stage", base, base))
     zero = bi_encoder_run(checkpoint, topics, docs, first, qids, args.max_length)
-    print(paired_report("bi-encoder zero-shot", {q: ndcg_at_10(zero[q], qrels[q]) for q in qids}, base))
+    zero_ndcg = {q: ndcg_at_10(zero[q], qrels[q]) for q in qids}
+    print(paired_report("bi-encoder zero-shot", zero_ndcg, base))
     if args.write_run:
         with args.write_run.open("w") as out:
             for q in qids:
@@ -142,7 +144,8 @@ def main() -> None:
                     out.write(f"{q} Q0 {d} {rank} {s:.6f} zero-shot\n")
     for path in args.run:
         run = _read_run(path)
-        print(paired_report(path.name, {q: ndcg_at_10(run.get(q, {}), qrels[q]) for q in qids}, base))
+        scores = {q: ndcg_at_10(run.get(q, {}), qrels[q]) for q in qids}
+        print(paired_report(path.name, scores, base))
 
 
 if __name__ == "__main__":
