@@ -117,16 +117,17 @@ def _load_huggingface(path: str, keras_hub: Any, dtype: Any) -> LoadedCheckpoint
 
     files = read_checkpoint_files(path)
     tokenizer = WordPieceTokenizer.from_huggingface(path)
-    sizes = dict(
-        num_segments=int(files.config.get("type_vocab_size", 2)),
-        dropout=float(files.config.get("hidden_dropout_prob", 0.1)),
-        dtype=dtype,
+    num_segments = int(files.config.get("type_vocab_size", 2))
+    # Without dropout the converted copy makes no SeedGenerator: those are numbered per process,
+    # and a second set would shift the names (variable paths) of the encoder's own, which must be
+    # the same when the saved model is rebuilt in another process.
+    converted = keras_hub.models.BertBackbone.from_preset(
+        path, num_segments=num_segments, dropout=0.0, dtype=dtype
     )
-    converted = keras_hub.models.BertBackbone.from_preset(path, **sizes)
     config = converted.get_config()
     config.pop("name", None)
     config.pop("trainable", None)
-    config["dtype"] = dtype
+    config.update(dtype=dtype, dropout=float(files.config.get("hidden_dropout_prob", 0.1)))
     backbone = BertEncoder(**config, hidden_act=files.hidden_act)
     pairs = list(zip(backbone.weights, converted.weights, strict=True))
     for mine, theirs in pairs:

@@ -55,6 +55,16 @@ def test_trec_bert_smoke_fine_tunes_a_hugging_face_folder(scratch):
     (encoder,) = [layer for layer in model.layers if hasattr(layer, "hidden_act")]
     assert encoder.hidden_act == "gelu" and encoder.vocabulary_size == len(words) + 5
 
+    # rerank, in a fresh process, needs neither the folder nor the gin files.
+    shutil.rmtree(folder)
+    out = scratch / "reranked.run"
+    proc = run_cli(
+        "rerank", "w", "--run-file", f"{DATA}/run.txt", "--topics", f"{DATA}/topics.tsv",
+        "--collection", f"{DATA}/collection.tsv", "--top-k", "20", "-o", str(out), cwd=scratch,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(out.read_text().splitlines()) > 20
+
 
 @pytest.mark.slow
 def test_unsupported_folder_exits_2_naming_it_before_anything_is_recorded(scratch):
