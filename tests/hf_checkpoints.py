@@ -43,8 +43,7 @@ def make_tiny_hf_bert(
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    vocab = SPECIALS + list(dict.fromkeys(WORDS if words is None else words))
-    vocab = [t for i, t in enumerate(vocab) if t not in vocab[:i]]
+    vocab = list(dict.fromkeys(SPECIALS + list(WORDS if words is None else words)))
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab),

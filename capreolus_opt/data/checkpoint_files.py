@@ -25,6 +25,7 @@ tensor is read.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -44,6 +45,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 _EMBEDDING_KEY = "embeddings.word_embeddings.weight"
 _TOKENIZER_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 # keras_hub's BertBackbone hard-codes this LayerNorm epsilon (BERT's own).
 _LAYER_NORM_EPS = 1e-12
 
@@ -223,9 +225,16 @@ def _tokenizer_settings(path: str) -> TokenizerSettings:
             f"{config_path}: do_basic_tokenize false is not supported (BERT splits on "
             "whitespace and punctuation before WordPiece)."
         )
+    tokens = _vocabulary(path)
+    missing = [t for t in _SPECIAL_TOKENS if t not in set(tokens)]
+    if missing:
+        raise CheckpointError(f"{path}: the vocabulary lacks BERT's special tokens {missing}.")
+    if len(set(tokens)) != len(tokens):
+        repeated = sorted(t for t, n in collections.Counter(tokens).items() if n > 1)[:5]
+        raise CheckpointError(f"{path}: the vocabulary repeats tokens {repeated}.")
     strip_accents = config.get("strip_accents")
     return TokenizerSettings(
-        tokens=_vocabulary(path),
+        tokens=tokens,
         lowercase=bool(config.get("do_lower_case", True)),
         strip_accents=None if strip_accents is None else bool(strip_accents),
         split_on_cjk=bool(config.get("tokenize_chinese_chars", True)),

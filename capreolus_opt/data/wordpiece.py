@@ -30,7 +30,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from capreolus_opt.data.checkpoint_files import is_huggingface_folder, read_checkpoint_files
+from capreolus_opt.data.checkpoint_files import (
+    CheckpointError,
+    is_huggingface_folder,
+    read_checkpoint_files,
+)
 from capreolus_opt.data.tokenizer import Vocabulary
 
 VOCAB_ASSET = os.path.join("assets", "tokenizer", "vocabulary.txt")
@@ -197,12 +201,16 @@ class WordPieceTokenizer:
             CheckpointError: the folder is not a supported, complete BERT-family checkpoint.
         """
         settings = read_checkpoint_files(path).tokenizer
-        return cls(
-            Vocabulary(tokens=settings.tokens),
-            lowercase=settings.lowercase,
-            strip_accents=settings.strip_accents,
-            split_on_cjk=settings.split_on_cjk,
-        )
+        try:
+            vocabulary = Vocabulary(tokens=settings.tokens)
+            return cls(
+                vocabulary,
+                lowercase=settings.lowercase,
+                strip_accents=settings.strip_accents,
+                split_on_cjk=settings.split_on_cjk,
+            )
+        except ValueError as err:  # repeated tokens, or BERT's special tokens missing
+            raise CheckpointError(f"{path}: {err}") from None
 
     @classmethod
     def _from_preset_dir(cls, preset: str) -> WordPieceTokenizer:

@@ -190,6 +190,11 @@ def test_bad_folders_are_refused_naming_folder_and_problem(good, tmp_path):
     _edit_json(folder / "config.json", hidden_act="relu")
     _refused(folder, "hidden_act 'relu'; supported: gelu, gelu_new, gelu_pytorch_tanh")
 
+    folder = _bad(good, tmp_path, "no_cls")
+    os.remove(folder / "tokenizer.json")
+    (folder / "vocab.txt").write_text("\n".join(t for t in tokens[:-2] if t != "[CLS]") + "\n")
+    _refused(folder, f"{folder}: the vocabulary lacks BERT's special tokens \\['\\[CLS\\]'\\]")
+
     folder = _bad(good, tmp_path, "mismatch")
     (folder / "vocab.txt").write_text("\n".join(tokens[:-3]) + "\n")
     _refused(folder, "vocab.txt .* and tokenizer.json .* hold different vocabularies")
