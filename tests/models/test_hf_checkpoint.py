@@ -84,7 +84,7 @@ def test_vocab_txt_folder_reads_like_transformers(tmp_path):
     assert not again.lowercase
 
 
-@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new"])
+@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "gelu_pytorch_tanh"])
 def test_encoder_equals_transformers_with_the_checkpoints_activation(tmp_path, hidden_act):
     folder = make_tiny_hf_bert(tmp_path / "bert", hidden_act=hidden_act)
     backbone, tokenizer, info = load_bert_checkpoint(str(folder))
