@@ -14,7 +14,9 @@ in ``max_len``, tokens are cut from the end of the longer side first, then from 
 turn (transformers' ``truncation="longest_first"``); ``TruncationStats`` says how much was cut.
 
 A keras_hub preset folder has ``tokenizer.json`` (``lowercase``, ``strip_accents``, ...) and
-``assets/tokenizer/vocabulary.txt`` (one token per line, id = line number - 1).
+``assets/tokenizer/vocabulary.txt`` (one token per line, id = line number - 1). A Hugging Face
+checkpoint folder is read by ``data.checkpoint_files`` (``vocab.txt`` / ``tokenizer.json`` and
+``tokenizer_config.json``, as transformers reads them).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from capreolus_opt.data.checkpoint_files import (
+    CheckpointError,
+    is_huggingface_folder,
+    read_checkpoint_files,
+)
 from capreolus_opt.data.tokenizer import Vocabulary
 
 VOCAB_ASSET = os.path.join("assets", "tokenizer", "vocabulary.txt")
@@ -151,8 +158,11 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_preset(cls, preset: str) -> WordPieceTokenizer:
-        """From a keras_hub preset: a local folder (read directly), else a hub name such as
-        ``"bert_base_en_uncased"`` resolved by keras_hub (needs internet the first time)."""
+        """From a Hugging Face checkpoint folder (``from_huggingface``), a keras_hub preset folder
+        (read directly), else a keras_hub hub name such as ``"bert_base_en_uncased"`` resolved by
+        keras_hub (needs internet the first time)."""
+        if is_huggingface_folder(preset):
+            return cls.from_huggingface(preset)
         if os.path.isdir(preset):
             return cls._from_preset_dir(preset)
         if os.sep in preset and "://" not in preset:
@@ -183,11 +193,35 @@ class WordPieceTokenizer:
         )
 
     @classmethod
+    def from_huggingface(cls, path: str) -> WordPieceTokenizer:
+        """The WordPiece of a Hugging Face checkpoint folder, with its own vocabulary, casing and
+        accent rules (``data.checkpoint_files``: read as transformers' ``BertTokenizer`` does).
+
+        Raises:
+            CheckpointError: the folder is not a supported, complete BERT-family checkpoint.
+        """
+        settings = read_checkpoint_files(path).tokenizer
+        try:
+            vocabulary = Vocabulary(tokens=settings.tokens)
+            return cls(
+                vocabulary,
+                lowercase=settings.lowercase,
+                strip_accents=settings.strip_accents,
+                split_on_cjk=settings.split_on_cjk,
+            )
+        except ValueError as err:  # repeated tokens, or BERT's special tokens missing
+            raise CheckpointError(f"{path}: {err}") from None
+
+    @classmethod
     def _from_preset_dir(cls, preset: str) -> WordPieceTokenizer:
         vocab_path = os.path.join(preset, VOCAB_ASSET)
         config_path = os.path.join(preset, TOKENIZER_CONFIG)
         if not os.path.exists(vocab_path):
-            raise ValueError(f"preset {preset!r} has no {VOCAB_ASSET}: it carries no vocabulary.")
+            raise ValueError(
+                f"preset {preset!r} has no {VOCAB_ASSET}: it carries no vocabulary (expected a "
+                "keras_hub preset folder, or a Hugging Face checkpoint folder whose config.json "
+                "has a model_type)."
+            )
         config: dict[str, Any] = {}
         if os.path.exists(config_path):
             with open(config_path, encoding="utf-8") as f:

@@ -11,10 +11,12 @@ Two input layouts, one set of weights:
 
 The backbone's pooled ``[CLS]`` output goes through dropout and a ``Dense(1)`` named ``head``.
 It is either built from a config (random init: ``vocab_size + 2`` ids, ``[CLS]`` = ``vocab_size``
-and ``[SEP]`` = ``vocab_size + 1`` appended to the data's vocabulary) or loaded from a keras_hub
-preset: a local folder (``config.json``, ``model.weights.h5``, ``tokenizer.json``,
-``assets/tokenizer/vocabulary.txt``) or, with internet, a hub name such as
-``"bert_base_en_uncased"``. With a preset the data must be tokenised by the preset's own
+and ``[SEP]`` = ``vocab_size + 1`` appended to the data's vocabulary) or loaded from a pretrained
+checkpoint by ``models.checkpoint.load_bert_checkpoint``: a Hugging Face folder (``config.json``
+with ``model_type`` ``"bert"``, ``model.safetensors``, ``vocab.txt`` / ``tokenizer.json``,
+``tokenizer_config.json``), a keras_hub preset folder (``config.json``, ``model.weights.h5``,
+``tokenizer.json``, ``assets/tokenizer/vocabulary.txt``) or, with internet, a keras_hub hub name
+such as ``"bert_base_en_uncased"``. With a checkpoint the data must be tokenised by its own
 WordPiece (``bert_wordpiece_tokenizer(preset)``); the input layer carries that vocabulary and its
 settings, so a model saved as ``.keras`` brings its tokenizer back (``tokenizer_from_model``).
 
@@ -134,9 +136,12 @@ def tokenizer_from_model(model: keras.Model) -> WordPieceTokenizer | None:
 
 
 def load_bert_reranker(path: str) -> keras.Model:
-    """``keras.saving.load_model`` for a saved BERT reranker (imports keras_hub first so its
-    ``BertBackbone`` is registered); weights, config and vocabulary come back."""
+    """``keras.saving.load_model`` for a saved BERT reranker (imports keras_hub and
+    ``models.bert_encoder`` first so their backbones are registered); weights, config and
+    vocabulary come back."""
     keras_hub_module()
+    import capreolus_opt.models.bert_encoder  # noqa: F401
+
     return keras.saving.load_model(path, compile=False)
 
 
@@ -148,8 +153,7 @@ def _random_backbone(vocab_size, cls_id, sep_id, sequence_length, **sizes):
     )
 
 
-def _preset_backbone(preset: str, sequence_length: int, vocab_size: int):
-    backbone = keras_hub_module().models.BertBackbone.from_preset(preset)
+def _check_backbone(backbone, preset: str, sequence_length: int, vocab_size: int):
     if sequence_length > backbone.max_sequence_length:
         raise ValueError(
             f"The packed length {sequence_length} exceeds the preset's "
@@ -160,6 +164,11 @@ def _preset_backbone(preset: str, sequence_length: int, vocab_size: int):
         raise ValueError(
             f"preset {preset!r}: its vocabulary.txt has {vocab_size} tokens but the backbone "
             f"embeds only {backbone.vocabulary_size}."
+        )
+    if backbone.num_segments < 2:
+        raise ValueError(
+            f"preset {preset!r} has {backbone.num_segments} segment type(s); a cross-encoder "
+            "marks query and document with segments 0 and 1."
         )
     return backbone
 
@@ -223,7 +232,10 @@ def build_bert_reranker(
             dropout=dropout,
         )
     else:
-        tokenizer = WordPieceTokenizer.from_preset(preset)
+        from capreolus_opt.models.checkpoint import load_bert_checkpoint
+
+        loaded = load_bert_checkpoint(preset)
+        tokenizer = loaded.tokenizer
         if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
             raise ValueError(
                 f"The data's vocabulary ({vocab_size} ids, PAD {pad_id}) is not the preset's "
@@ -232,7 +244,7 @@ def build_bert_reranker(
             )
         cls_id = tokenizer.cls_id if cls_id is None else cls_id
         sep_id = tokenizer.sep_id if sep_id is None else sep_id
-        backbone = _preset_backbone(preset, length, len(tokenizer))
+        backbone = _check_backbone(loaded.backbone, preset, length, len(tokenizer))
     carrier = dict(
         cls_id=cls_id,
         sep_id=sep_id,
@@ -257,9 +269,14 @@ def _check_preset(preset: object, *, optional: bool) -> None:
     if not isinstance(preset, str) or not preset:
         # A gin macro left at %gin.REQUIRED arrives here as gin's sentinel object.
         raise ValueError(
-            "preset must be a keras_hub preset folder or hub name (a non-empty str); in gin set "
-            f'BERT_PRESET = "/path/to/preset". Received: {type(preset).__name__} {preset!r}'
+            "preset must be a Hugging Face checkpoint folder, a keras_hub preset folder or a hub "
+            'name (a non-empty str); in gin set BERT_PRESET = "/path/to/checkpoint". '
+            f"Received: {type(preset).__name__} {preset!r}"
         )
+    from capreolus_opt.models.checkpoint import check_bert_checkpoint
+
+    # An unsupported or incomplete Hugging Face folder is refused now, before a run starts.
+    check_bert_checkpoint(preset)
 
 
 def bert_reranker_builder(
@@ -290,6 +307,7 @@ def bert_reranker_builder(
 
 
 def bert_wordpiece_tokenizer(*, preset: str) -> WordPieceTokenizer:
-    """The preset's own WordPiece tokenizer, for the data source (``TsvRankingData.tokenizer``)."""
+    """The checkpoint's own WordPiece tokenizer, for the data source (``TsvRankingData.tokenizer``);
+    ``preset`` is a Hugging Face folder, a keras_hub preset folder or a hub name."""
     _check_preset(preset, optional=False)
     return WordPieceTokenizer.from_preset(preset)

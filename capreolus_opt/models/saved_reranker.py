@@ -81,7 +81,7 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
 
         hint = ""
         try:  # a keras_hub backbone inside (BERT) must be registered before loading
-            import keras_hub  # noqa: F401
+            import capreolus_opt.models.bert_encoder  # noqa: F401  (imports keras_hub)
         except ImportError:
             hint = " (keras_hub is not installed: a BERT model needs the `hub` extra)"
         from capreolus_opt.models.bert import tokenizer_from_model
