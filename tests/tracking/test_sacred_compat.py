@@ -116,7 +116,7 @@ class NoPkgResources(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NoPkgResources())
 sys.modules.pop("pkg_resources", None)
-warnings.simplefilter("error")
+warnings.filterwarnings("error", message=".*pkg_resources")
 
 import capreolus_opt.tracking
 from sacred import Experiment
