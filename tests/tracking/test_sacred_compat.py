@@ -4,6 +4,7 @@ a run when ``import pkg_resources`` fails (setuptools >= 82, or none installed).
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import os
@@ -83,11 +84,20 @@ def test_sacred_reads_its_mime_types_through_the_stand_in():
     assert sacred.observers.mongo.mimetype_detector.guess_type("a.json")[0] == "application/json"
 
 
-def test_the_stand_in_agrees_with_the_real_pkg_resources_where_it_is_installed():
+def _real_pkg_resources():
+    """setuptools' pkg_resources, else the copy pip vendors (setuptools >= 82 has none)."""
     with warnings.catch_warnings():
-        # setuptools < 81 deprecates its import; >= 82 has no pkg_resources (skipped then).
-        warnings.simplefilter("ignore")
-        real = pytest.importorskip("pkg_resources")
+        warnings.simplefilter("ignore")  # setuptools >= 67 deprecates its import
+        for name in ("pkg_resources", "pip._vendor.pkg_resources"):
+            try:
+                return importlib.import_module(name)
+            except ImportError:
+                continue
+    pytest.skip("neither setuptools nor pip provides pkg_resources here")
+
+
+def test_the_stand_in_agrees_with_the_real_pkg_resources():
+    real = _real_pkg_resources()
     shim = sacred_compat.SHIM
 
     def table(working_set):
