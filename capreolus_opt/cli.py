@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from capreolus_opt.optional import MissingExtraError
+
 # Modules that provide ``register(subparsers)``; each sets ``func=handler`` (args -> exit code).
 _COMMAND_MODULES = (
     "capreolus_opt.commands.train",  # train
@@ -108,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command in _TENSORFLOW_COMMANDS:
             import_tensorflow_quietly()
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except MissingExtraError as exc:  # an input error: the one-line install hint
+            print(f"capreolus-opt {args.command}: error: {exc}", file=sys.stderr)
+            return 2
     finally:
         sys.stdout, sys.stderr = sys.stdout._stream, sys.stderr._stream
 

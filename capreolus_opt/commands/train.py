@@ -151,6 +151,7 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
 
 
 def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: Any) -> int:
+    from capreolus_opt.optional import MissingExtraError
     from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
 
     gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
@@ -177,7 +178,7 @@ def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: 
         backend.parse_config(gin_files, gin_bindings)
         getattr(backend, "validate_inputs", lambda: None)()  # bad data: exit 2, nothing recorded
         check_reachable(observers)
-    except (ValueError, TypeError, ObserverUnreachableError) as exc:
+    except (ValueError, TypeError, ObserverUnreachableError, MissingExtraError) as exc:
         return _error(str(exc))
     # --- workdir ownership (capreolus_opt/tracking/workdir.py) ---------------------------------
     try:

@@ -116,11 +116,11 @@ def _spec(args: argparse.Namespace, storage: str) -> Any:
 
 
 def _show_status(args: argparse.Namespace, storage: str) -> int:
-    import optuna
-
+    from capreolus_opt.optional import require
     from capreolus_opt.search.status import status_text
     from capreolus_opt.search.storage import open_storage
 
+    optuna = require("optuna", "tune")
     try:
         study = optuna.load_study(study_name=args.study, storage=open_storage(storage))
     except KeyError:
@@ -144,8 +144,9 @@ def handle_tune(args: argparse.Namespace) -> int:
         spec = _spec(args, storage)
     except (StorageError, ValueError) as exc:
         return _fail(str(exc))
-    import optuna
+    from capreolus_opt.optional import require
 
+    optuna = require("optuna", "tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     code = _launch(args, spec)
     if code is None:  # submitted without waiting

@@ -36,6 +36,7 @@ from capreolus_opt.data.checkpoint_files import (
     read_checkpoint_files,
 )
 from capreolus_opt.data.tokenizer import Vocabulary
+from capreolus_opt.optional import require
 
 VOCAB_ASSET = os.path.join("assets", "tokenizer", "vocabulary.txt")
 TOKENIZER_CONFIG = "tokenizer.json"
@@ -116,8 +117,9 @@ class WordPieceTokenizer:
         strip_accents: bool | None = None,
         split_on_cjk: bool = True,
     ) -> None:
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-
+        tokenizers = require("tokenizers", "hub")
+        Tokenizer, models = tokenizers.Tokenizer, tokenizers.models
+        normalizers, pre_tokenizers = tokenizers.normalizers, tokenizers.pre_tokenizers
         missing = [t for t in SPECIAL_TOKENS if t not in vocabulary.tokens]
         if missing:
             raise ValueError(
@@ -170,13 +172,7 @@ class WordPieceTokenizer:
                 f"preset {preset!r} is not a folder; expected a keras_hub preset folder "
                 "(tokenizer.json, assets/tokenizer/vocabulary.txt) or a hub name."
             )
-        try:
-            import keras_hub
-        except ImportError as e:  # pragma: no cover - depends on the installed extras
-            raise ImportError(
-                f"preset {preset!r} is not a folder; resolving a hub name needs keras-hub "
-                "(README: BERT rerankers)."
-            ) from e
+        keras_hub = require("keras_hub", "hub")  # a hub name, not a folder
         try:
             hub_tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
         except (ValueError, OSError) as e:  # unknown name; no network (requests' errors)

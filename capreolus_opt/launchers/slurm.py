@@ -70,8 +70,9 @@ def make_executor(args: argparse.Namespace, n_tasks: int) -> Any:
     """A submitit ``SlurmExecutor`` for an array of ``n_tasks`` with the flags' resources."""
     import shutil
 
-    import submitit
+    from capreolus_opt.optional import require
 
+    submitit = require("submitit", "tune")
     check_arguments(args)
     if shutil.which("sbatch") is None:
         raise ValueError("--launcher slurm needs Slurm's sbatch on PATH (none found)")
@@ -114,7 +115,9 @@ def submit_array(executor: Any, fn: Callable, payloads: Sequence[Any]) -> list:
 def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
     """Wait until no task of ``jobs`` is queued or running (requeued tasks included); return
     each job's ``("success", result)`` or ``("error", text)``."""
-    from submitit.core.utils import pickle_load
+    from capreolus_opt.optional import require
+
+    pickle_load = require("submitit.core.utils", "tune").pickle_load
 
     ids = sorted({job.job_id.split("_")[0] for job in jobs})
     while True:

@@ -36,20 +36,15 @@ from keras import layers, ops
 
 from capreolus_opt.data.tokenizer import Vocabulary
 from capreolus_opt.data.wordpiece import WordPieceTokenizer
+from capreolus_opt.optional import require
 
 _VOCAB_FILE = "vocabulary.txt"
 
 
 def keras_hub_module():
-    """``keras_hub``, or an ImportError that says how to install it beside tensorflow-cpu."""
-    try:
-        import keras_hub
-    except ImportError as e:  # pragma: no cover - depends on the installed extras
-        raise ImportError(
-            "The BERT reranker needs keras-hub: pip install -e '.[cpu,hub]' && "
-            "pip install --no-deps 'keras-hub==0.32.0' (README: BERT rerankers)"
-        ) from e
-    return keras_hub
+    """``keras_hub``, or a :class:`MissingExtraError` that says how to install it beside
+    tensorflow-cpu (README: BERT rerankers)."""
+    return require("keras_hub", "hub")
 
 
 class _CarriesTokenizer(layers.Layer):

@@ -14,9 +14,11 @@ when a checkpoint is loaded. The class is registered as ``capreolus_opt>BertEnco
 from __future__ import annotations
 
 import keras
-import keras_hub
 
 from capreolus_opt.data.checkpoint_files import ACTIVATIONS
+from capreolus_opt.optional import require
+
+keras_hub = require("keras_hub", "hub")
 
 
 def _gelu_exact(x):

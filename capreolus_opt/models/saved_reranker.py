@@ -26,6 +26,7 @@ from capreolus_opt.data.tokenizer import Vocabulary
 from capreolus_opt.data.trec.formats import read_run, read_topics
 from capreolus_opt.data.trec.runfile import interpolate, top_k
 from capreolus_opt.data.trec.store import tokenized_collection
+from capreolus_opt.optional import MissingExtraError, require
 
 
 @dataclasses.dataclass
@@ -81,9 +82,10 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
 
         hint = ""
         try:  # a keras_hub backbone inside (BERT) must be registered before loading
-            import capreolus_opt.models.bert_encoder  # noqa: F401  (imports keras_hub)
-        except ImportError:
-            hint = " (keras_hub is not installed: a BERT model needs the `hub` extra)"
+            require("keras_hub", "hub")
+            import capreolus_opt.models.bert_encoder  # noqa: F401  (registers BertEncoder)
+        except MissingExtraError as exc:
+            hint = f" (a BERT model needs the `hub` extra: {exc})"
         from capreolus_opt.models.bert import tokenizer_from_model
 
         path = os.path.join(best, spec["model_file"])

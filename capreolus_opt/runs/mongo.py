@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from capreolus_opt.optional import require
 from capreolus_opt.runs.artifacts import mongo_artifacts
 from capreolus_opt.runs.records import LoadProblem, MetricSeries, RecordError, Run, build_run
 from capreolus_opt.runs.records import check_series as _check_series
@@ -22,8 +23,7 @@ ClientFactory = Callable[[str], Any]
 
 
 def _default_client(url: str) -> Any:
-    import pymongo
-
+    pymongo = require("pymongo", "mongo")
     return pymongo.MongoClient(url, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
 
 
@@ -50,9 +50,8 @@ def read_mongo(
     factory = client_factory or _default_client
     runs: list[Run] = []
     problems: list[LoadProblem] = []
+    pymongo_errors = require("pymongo.errors", "mongo")
     try:
-        import pymongo.errors
-
         db = factory(location.url)[location.database]
         metrics = _metrics_by_run(db)
         for doc in db["runs"].find({}).sort("_id", 1):
@@ -80,6 +79,6 @@ def read_mongo(
                 runs[-1].artifacts = mongo_artifacts(db, doc)  # runs/per_query.py
             except RecordError as exc:
                 problems.append(LoadProblem(location, str(exc)))
-    except pymongo.errors.PyMongoError as exc:
+    except pymongo_errors.PyMongoError as exc:
         problems.append(LoadProblem(shown, f"cannot read MongoDB: {mask_urls(str(exc))}"))
     return runs, problems

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from capreolus_opt.optional import require
 from capreolus_opt.storage import mask_url
 
 FORMS = "postgresql://user@host/db, journal:///path/study.log or sqlite:///PATH"
@@ -85,9 +86,8 @@ def open_storage(url: str, *, parallel: bool = False) -> Any:
 
     kind = check_storage_url(url, parallel=parallel)
     if kind == "journal":
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(_journal_path(url)))
+        journal = require("optuna.storages.journal", "tune")
+        return journal.JournalStorage(journal.JournalFileBackend(_journal_path(url)))
     url = _rdb_url(url, kind)
     if kind == "postgresql":
         return _postgres_storage(url)
@@ -95,8 +95,7 @@ def open_storage(url: str, *, parallel: bool = False) -> Any:
 
 
 def _rdb_storage(url: str) -> Any:
-    import optuna
-
+    optuna = require("optuna", "tune")
     # pool_pre_ping: a worker that waited long (one trial is minutes) finds its connection alive.
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 

@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from capreolus_opt.optional import require
 from capreolus_opt.search import trial as trials
 from capreolus_opt.search.space import grid_search_space, parse_spaces
 
@@ -63,7 +64,7 @@ def make_grid_sampler(dims: list, seed: int | None = None) -> Any:
     Its ``after_trial`` calls ``Study.stop()`` once the grid is visited, which raises
     RuntimeError outside ``Study.optimize``; our workers stop by counting trials instead.
     """
-    import optuna
+    optuna = require("optuna", "tune")
 
     class AskTellGridSampler(optuna.samplers.GridSampler):
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
@@ -73,7 +74,7 @@ def make_grid_sampler(dims: list, seed: int | None = None) -> Any:
 
 
 def make_sampler(spec: SearchSpec, dims: list) -> Any:
-    import optuna
+    optuna = require("optuna", "tune")
 
     # Workers given one seed would draw the same points: each offsets it by its index.
     seed = None if spec.seed is None else spec.seed + spec.worker_index
@@ -87,7 +88,7 @@ def make_sampler(spec: SearchSpec, dims: list) -> Any:
 
 
 def make_pruner(spec: SearchSpec) -> Any:
-    import optuna
+    optuna = require("optuna", "tune")
 
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(
@@ -100,7 +101,7 @@ def make_pruner(spec: SearchSpec) -> Any:
 
 def open_study(spec: SearchSpec) -> tuple[Any, list]:
     """Create or load the study; refuse one created for another search (ValueError)."""
-    import optuna
+    optuna = require("optuna", "tune")
 
     from capreolus_opt.search.storage import open_storage
 
@@ -134,7 +135,7 @@ def _counted(t: Any) -> bool:
 
 
 def _study_full(study: Any, n_trials: int) -> bool:
-    from optuna.trial import TrialState
+    TrialState = require("optuna.trial", "tune").TrialState
 
     all_trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in all_trials):
@@ -151,7 +152,7 @@ def _is_surplus(study: Any, trial: Any, n_trials: int) -> bool:
 
 def _tell(study: Any, trial: Any, outcome: trials.TrialOutcome, metric: str) -> int | None:
     """Record the outcome in the study; return an exit code when the worker must stop."""
-    from optuna.trial import TrialState
+    TrialState = require("optuna.trial", "tune").TrialState
 
     code = outcome.returncode
     if code == trials.EXIT_OK and outcome.value is not None:
@@ -237,7 +238,7 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
 
 
 def _fail_state() -> Any:
-    from optuna.trial import TrialState
+    TrialState = require("optuna.trial", "tune").TrialState
 
     return TrialState.FAIL
 

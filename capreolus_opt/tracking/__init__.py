@@ -8,6 +8,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from capreolus_opt.tracking import sacred_compat
+
+# Before any module of this package imports sacred: sacred 0.8.7 needs pkg_resources.
+sacred_compat.install()
+
 _EXPORTS = {
     "make_experiment": "capreolus_opt.tracking.experiment",
     "SacredMetricsSink": "capreolus_opt.tracking.sink",

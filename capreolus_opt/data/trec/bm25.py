@@ -25,7 +25,9 @@ def bm25_run(
     b: float = 0.4,
 ) -> dict[str, dict[str, float]]:
     """``{qid: {docid: BM25 score}}`` for ``qids`` (texts from ``queries``), top ``k`` each."""
-    import bm25s  # the `trec` extra; imported only when a run has to be built
+    from capreolus_opt.optional import require
+
+    bm25s = require("bm25s", "trec")  # imported only when a run has to be built
 
     docids: list[str] = []
     corpus: list[list[str]] = []

@@ -34,13 +34,12 @@ _SPACE = re.compile(r"\s+")
 
 
 def _module() -> Any:
+    from capreolus_opt.optional import MissingExtraError, require
+
     try:
-        import ir_datasets
-    except ImportError:  # an input error (exit 2), as a missing file would be
-        raise ValueError(
-            "TrecRerankingData.dataset needs the ir_datasets package: pip install -e '.[irds]'"
-        ) from None
-    return ir_datasets
+        return require("ir_datasets", "irds")
+    except MissingExtraError as exc:  # an input error (exit 2), as a missing file would be
+        raise ValueError(f"TrecRerankingData.dataset needs ir_datasets: {exc}") from None
 
 
 def _load(dataset_id: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from capreolus_opt.data.trec.runfile import ranked
+from capreolus_opt.optional import require
 
 #: recorded name -> ir_measures measure name
 MEASURES = {
@@ -29,7 +30,7 @@ MEASURES = {
 
 
 def _parsed() -> dict:
-    import ir_measures  # imported here: optional `trec` dependency, only needed to evaluate
+    ir_measures = require("ir_measures", "trec")  # only needed to evaluate
 
     return {name: ir_measures.parse_measure(text) for name, text in MEASURES.items()}
 
@@ -39,8 +40,7 @@ def evaluate_run(
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """``(aggregate {name: value}, per query {qid: {name: value}})`` of ``run`` against
     ``qrels`` (one split's judgments; see the module docstring)."""
-    import ir_measures
-
+    ir_measures = require("ir_measures", "trec")
     measures = _parsed()
     by_measure = {m: name for name, m in measures.items()}
     # In the order of the written files (queries sorted, documents ranked): some providers

@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from capreolus_opt.optional import require
 from capreolus_opt.runs.export.common import (
     epoch_seconds,
     hparam_text,
@@ -79,7 +80,7 @@ def _existing(client: Any, experiment_id: str) -> dict[str, tuple[str, bool]]:
 
 
 def _points(run: Run, names: dict[str, str]) -> list[Any]:
-    from mlflow.entities import Metric
+    Metric = require("mlflow.entities", "mlflow").Metric
 
     start = start_seconds(run)
     out = []
@@ -96,7 +97,8 @@ def _points(run: Run, names: dict[str, str]) -> list[Any]:
 
 
 def _export_one(client: Any, experiment_id: str, run: Run, label: str) -> None:
-    from mlflow.entities import Param, RunTag
+    entities = require("mlflow.entities", "mlflow")
+    Param, RunTag = entities.Param, entities.RunTag
 
     params = _unique_names(list(run.hparams))
     metrics = _unique_names(sorted({*run.metrics, *result_only_metrics(run)}))
@@ -124,13 +126,7 @@ def export_mlflow(
     runs: Sequence[Run], tracking_uri: str, experiment: str = "capreolus_opt"
 ) -> tuple[int, int]:
     """Export ``runs`` into ``experiment`` at ``tracking_uri``; returns ``(added, skipped)``."""
-    try:
-        from mlflow.tracking import MlflowClient
-    except ImportError as exc:
-        raise RuntimeError(
-            f"export mlflow needs mlflow: pip install 'capreolus_opt[mlflow]' ({exc})"
-        ) from exc
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = require("mlflow.tracking", "mlflow").MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     existing = _existing(client, experiment_id)

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from capreolus_opt.optional import require
 from capreolus_opt.runs.export.common import (
     epoch_seconds,
     hparam_text,
@@ -44,17 +45,11 @@ def _modules() -> tuple[Any, Any, Any, Any]:
         # tensorboard.compat imports TensorFlow when it can (15-30 s here) unless the marker
         # module tensorboard.compat.notf exists (its no-TensorFlow build); its stub suffices.
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("notf"))
-    try:
-        from tensorboard.compat.proto import event_pb2
-        from tensorboard.plugins.hparams import summary_v2 as hp
-        from tensorboard.plugins.scalar import summary_v2 as scalar
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-    except ImportError as exc:
-        raise RuntimeError(
-            "export tensorboard needs the tensorboard package: pip install 'capreolus_opt"
-            f"[tensorboard]' ({exc})"
-        ) from exc
-    return event_pb2, hp, scalar, EventFileWriter
+    event_pb2 = require("tensorboard.compat.proto.event_pb2", "tensorboard")
+    hp = require("tensorboard.plugins.hparams.summary_v2", "tensorboard")
+    scalar = require("tensorboard.plugins.scalar.summary_v2", "tensorboard")
+    writer = require("tensorboard.summary.writer.event_file_writer", "tensorboard")
+    return event_pb2, hp, scalar, writer.EventFileWriter
 
 
 def _write_run(run: Run, folder: str) -> int:
