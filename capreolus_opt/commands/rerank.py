@@ -77,7 +77,7 @@ def handle_rerank(args: argparse.Namespace) -> int:
         spec = os.path.join(workdir, "best", "reranker.json")
         if not os.path.isfile(spec):  # checked before paying for TensorFlow's import
             return _error(f"{workdir} holds no saved reranker ({spec} is missing)")
-        from capreolus_opt.cli import import_tensorflow_quietly
+        from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from capreolus_opt.data.trec.runfile import write_run

@@ -148,9 +148,9 @@ def sweep_handler(args: argparse.Namespace) -> int:
     """Train every grid point in its own process, then print the sweep's comparison table."""
     import os
 
-    from capreolus_opt.commands.train import observer_urls
     from capreolus_opt.runs import sweep
     from capreolus_opt.storage import parse_location
+    from capreolus_opt.tracking.run import observer_urls
 
     try:
         observers = observer_urls(args.observer)
