@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+from capreolus_opt.records import exit_codes
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 def _error(message: str) -> int:
     print(f"capreolus-opt rerank: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return exit_codes.INPUT
 
 
 def resolve_workdir(ref: str, sources: list[str]) -> str:
@@ -102,7 +102,7 @@ def handle_rerank(args: argparse.Namespace) -> int:
     )
     if metrics is not None:
         print(json.dumps(metrics, sort_keys=True))
-    return 0
+    return exit_codes.OK
 
 
 def _metrics(qrels_path: str, run: dict) -> dict[str, float]:

@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from capreolus_opt.records import status
 from capreolus_opt.runs.file import read_file_storage, read_run_folder
 from capreolus_opt.runs.mongo import ClientFactory, read_mongo
 from capreolus_opt.runs.records import LoadProblem, RecordError, Run
@@ -31,7 +32,6 @@ from capreolus_opt.runs.sql import read_sql
 from capreolus_opt.storage import Location, parse_location
 
 _UUID = re.compile(r"^[0-9a-f]{32}$")
-_TERMINAL = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT")
 
 
 class RunList(list[Run]):
@@ -88,9 +88,9 @@ def _read_one(location: Location, mongo_client_factory: ClientFactory | None) ->
 
 def _merge(into: Run, other: Run) -> None:
     # Prefer the record that saw the run finish: a RUNNING copy is an observer that lagged.
-    if into.status not in _TERMINAL and other.status in _TERMINAL:
+    if into.status not in status.TERMINAL and other.status in status.TERMINAL:
         into.status, into.stop_time = other.status, other.stop_time
-    elif into.status == "DIED" and other.status == "RUNNING":
+    elif into.status == status.DIED and other.status == status.RUNNING:
         # One observer's heartbeat went stale while another still hears from the run: alive.
         into.status = other.status
     into.start_time = into.start_time or other.start_time
