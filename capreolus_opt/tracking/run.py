@@ -250,10 +250,14 @@ def _run(
         gin_bindings.append(f"train.seed = {request.seed}")
     try:
         parsed = parse_run_config(backend, gin_files, gin_bindings)
-        getattr(backend, "validate_inputs", lambda: None)()  # bad data: nothing recorded
+        # Bad values or data: nothing recorded. Legal values that are almost surely mistakes
+        # come back as warnings (the run proceeds).
+        found = getattr(backend, "validate_inputs", lambda: None)() or []
         check_reachable(observers)
-    except (ValueError, TypeError, ObserverUnreachableError) as exc:
-        raise RunInputError(mask_urls(str(exc))) from None
+    except (ValueError, TypeError, RuntimeError, ObserverUnreachableError) as exc:
+        raise RunInputError(mask_urls(_one_line(exc))) from None
+    for warning in found:
+        report(f"warning: {warning}")
     try:
         held = _claim_workdir(workdir, info, report)
     except ValueError as exc:
@@ -265,6 +269,12 @@ def _run(
             from capreolus_opt.tracking.workdir import finish
 
             finish(held)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (TensorFlow's errors span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
 
 
 def _claim_workdir(workdir: str, info: dict[str, Any], report: Callable[[str], None]) -> Any:
