@@ -217,6 +217,11 @@ gin.register("bert_wordpiece_tokenizer", module=_MODULE)(bert_wordpiece_tokenize
 gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_pattern_lrs)
 
 
+#: The binding that sets how many steps a run trains (``train --resume`` of a COMPLETED run must
+#: raise it).
+STEPS_PARAM = "train.num_steps"
+
+
 # --- parsing and running -----------------------------------------------------------------------
 def parse_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
     """Clears gin's bindings, then parses ``gin_files`` in order and ``gin_bindings`` after them.

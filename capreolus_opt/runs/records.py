@@ -114,6 +114,8 @@ class Run:
     stored_status: str = ""
     start_step: int = 0
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the COMPLETED run this one trained further (``train --resume`` with more steps)
+    continued_from: str | None = None
     # Per-query artifacts (runs/per_query.py): names and lazy reader, set by the observer readers.
     artifacts: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -299,6 +301,7 @@ def build_run(
         resumed_from=info.get("resumed_from"),
         workdir=info.get("workdir") if isinstance(info.get("workdir"), str) else None,
         stopped_reason=_text_or_none(info.get("stopped_reason")),
+        continued_from=_text_or_none(info.get("continued_from")),
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )

@@ -227,6 +227,7 @@ def _run(
 
     gin_files, gin_bindings = list(request.gin_files), list(request.gin_bindings)
     workdir = request.workdir
+    prior = None
     info: dict[str, Any] = {"run_uuid": request.run_uuid or uuid.uuid4().hex, **request.info}
     if request.resume:
         if gin_files:
@@ -250,6 +251,8 @@ def _run(
         gin_bindings.append(f"train.seed = {request.seed}")
     try:
         parsed = parse_run_config(backend, gin_files, gin_bindings)
+        if prior is not None:
+            _check_resume(request.resume, prior, parsed, backend, info)
         # Bad values or data: nothing recorded. Legal values that are almost surely mistakes
         # come back as warnings (the run proceeds).
         found = getattr(backend, "validate_inputs", lambda: None)() or []
@@ -269,6 +272,54 @@ def _run(
             from capreolus_opt.tracking.workdir import finish
 
             finish(held)
+
+
+#: The bindings a resumed run may change (a backend may name its own as ``RESUME_MAY_CHANGE``):
+#: how long it trains and what it records when, never what it computes.
+RESUME_MAY_CHANGE = (
+    "train.num_steps",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.max_checkpoints_to_keep",
+    "train.metrics_every",
+    "train.progress",
+)
+
+
+def _json_value(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _check_resume(ref: str, prior: Any, parsed: ParsedConfig, backend: Any, info: dict) -> None:
+    """A resumed run trains what its run trained: only :data:`RESUME_MAY_CHANGE` bindings may
+    differ, and a COMPLETED run (final) is continued only with more steps, recorded as
+    ``info.continued_from``.
+
+    Raises:
+        ValueError: naming the binding that would change, or the steps needed.
+    """
+    allowed = set(getattr(backend, "RESUME_MAY_CHANGE", RESUME_MAY_CHANGE))
+    steps_name = getattr(backend, "STEPS_PARAM", "train.num_steps")
+    now = {name: _json_value(value) for name, value in parsed.hparams}
+    before = {name: _json_value(value) for name, value in prior.hparams.items()}
+    changed = [n for n in before if n in now and before[n] != now[n] and n not in allowed]
+    if changed:
+        name = changed[0]
+        raise ValueError(
+            f"--resume {ref}: {name} would change from {before[name]!r} to {now[name]!r}; a "
+            f"resumed run keeps its run's bindings except {sorted(allowed)} (start a new run "
+            "to change it)."
+        )
+    if prior.status != status.COMPLETED:
+        return
+    old, new = before.get(steps_name), now.get(steps_name)
+    if not (isinstance(old, int) and isinstance(new, int) and new > old):
+        raise ValueError(
+            f"--resume {ref}: run {prior.run_uuid} is COMPLETED, and a finished run is final; to "
+            f"train it further ask for more steps, e.g. --gin_param '{steps_name} = N' with N > "
+            f"{old}."
+        )
+    info["continued_from"] = prior.run_uuid
 
 
 def _one_line(exc: BaseException) -> str:
