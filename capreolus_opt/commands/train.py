@@ -79,6 +79,14 @@ def _say(line: str) -> None:
     print(f"capreolus-opt train: {line}", file=sys.stderr, flush=True)
 
 
+def _report(line: str) -> None:
+    """Notes (a workdir taken over) go to stdout beside the run's lines; warnings to stderr."""
+    if line.startswith("note:"):
+        print(f"capreolus-opt train: {line}", flush=True)
+    else:
+        _say(line)
+
+
 def request_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~capreolus_opt.tracking.run.RunRequest` that ``train``'s arguments describe."""
     from capreolus_opt.tracking.run import RunRequest
@@ -105,7 +113,7 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
 
     outcome_path = getattr(args, "outcome_json", "")
     try:
-        outcome = run_tracked(request_from_args(args), backend=backend, report=_say)
+        outcome = run_tracked(request_from_args(args), backend=backend, report=_report)
     except RunInputError as exc:
         _say(f"error: {exc}")
         if outcome_path:
