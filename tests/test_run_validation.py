@@ -165,3 +165,22 @@ def test_a_suspect_value_warns_on_stderr_and_the_run_proceeds(tmp_path):
         proc.stderr
     )
     assert len(_records(runs)) == 1
+
+
+def test_a_schedule_that_turns_negative_mid_run_stops_the_step_naming_the_group():
+    import numpy as np
+    import tensorflow as tf
+
+    from capreolus_opt import AdamMultilr
+
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1], [1e-3, -1e-3])
+    opt = AdamMultilr(learning_rate=1e-3, pattern_lrs=[
+        {"name": "head", "patterns": ["head"], "lr": schedule}])  # fmt: skip
+    head = keras.Variable(np.ones(3, np.float32), name="head")
+    step = tf.function(lambda: opt.apply([tf.ones(3)], [head]))
+    step()
+    step()
+    before = head.numpy().copy()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="head: a learning-rate schedule"):
+        step()  # iteration 2: the rate is -1e-3
+    np.testing.assert_array_equal(head.numpy(), before)  # no ascent step was applied
