@@ -27,6 +27,7 @@ Names in gin files:
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import inspect
 import logging
 import os
@@ -49,6 +50,8 @@ from capreolus_opt.models.bert import bert_reranker_builder, bert_wordpiece_toke
 from capreolus_opt.models.layerwise import layerwise_decay_pattern_lrs
 from capreolus_opt.models.reranker import RerankingTask
 from capreolus_opt.optimizer import AdamMultilr
+from capreolus_opt.training.precision import POLICIES
+from capreolus_opt.training.strategy import KINDS
 
 _MODULE = "capreolus_opt"
 
@@ -214,6 +217,11 @@ gin.register("bert_wordpiece_tokenizer", module=_MODULE)(bert_wordpiece_tokenize
 gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_pattern_lrs)
 
 
+#: The binding that sets how many steps a run trains (``train --resume`` of a COMPLETED run must
+#: raise it).
+STEPS_PARAM = "train.num_steps"
+
+
 # --- parsing and running -----------------------------------------------------------------------
 def parse_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
     """Clears gin's bindings, then parses ``gin_files`` in order and ``gin_bindings`` after them.
@@ -302,10 +310,97 @@ def _include_folders(path: str) -> list[str]:
     return folders
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A numeric range a parameter's value must lie in (None: that side is open-ended)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of range (None: in range, None, or not a number)."""
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (
+            value >= self.high if self.high_open else value > self.high
+        )
+        if not (below or above):
+            return None
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high}")
+        return "a value " + " and ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """The parameter takes one of ``choices``."""
+
+    choices: tuple[Any, ...]
+
+    def problem(self, value: Any) -> str | None:
+        return None if value in self.choices else f"one of {list(self.choices)}"
+
+
+# Range rules by parameter name, applied to that parameter of every registered factory whose
+# signature has it (the annotation gives the type, checked first; this gives the range). Values
+# a constructor checks itself when built (the task, its data) are also refused here, when parsed.
+VALUE_RULES: dict[str, Bound | OneOf] = {
+    # train (training/loop.py, training/plan.py)
+    "num_steps": Bound(0),
+    "global_batch_size": Bound(1),
+    "seed": Bound(0),
+    "steps_per_loop": Bound(1),
+    "metrics_every": Bound(0),  # 0: no training metrics (off)
+    "eval_every": Bound(0),  # 0: evaluate only at the end
+    "checkpoint_every": Bound(0),  # 0: checkpoint only at the end
+    "max_checkpoints_to_keep": Bound(1),
+    "mixed_precision": OneOf((None, *POLICIES)),
+    # make_strategy
+    "kind": OneOf(KINDS),
+    "num_cpu_devices": Bound(1),
+    # AdamMultilr (learning_rate, betas, epsilon, weight_decay: optimizer/arguments.py)
+    "ema_momentum": Bound(0.0, 1.0),
+    "ema_overwrite_frequency": Bound(1),
+    "gradient_accumulation_steps": Bound(1),
+    "clipnorm": Bound(0.0, low_open=True),
+    "clipvalue": Bound(0.0, low_open=True),
+    "global_clipnorm": Bound(0.0, low_open=True),
+    "loss_scale_factor": Bound(0.0, low_open=True),
+    # lr_group and schedules
+    "unfreeze_warmup": Bound(0),
+    "decay_steps": Bound(1),
+    "decay_rate": Bound(0.0, low_open=True),
+    "warmup_steps": Bound(0),
+    "alpha": Bound(0.0, 1.0),
+    "power": Bound(0.0, low_open=True),
+    # models and data
+    "hidden_dim": Bound(1),
+    "num_layers": Bound(1),
+    "num_heads": Bound(1),
+    "intermediate_dim": Bound(1),
+    "dropout": Bound(0.0, 1.0, high_open=True),
+    "eval_batch_size": Bound(1),
+    "metrics_cutoff": Bound(1),
+    "vocab_size": Bound(1),
+    "max_query_length": Bound(1),
+    "max_doc_length": Bound(1),
+    "max_vocab_size": Bound(1),
+    "top_k": Bound(1),
+    "samples_per_query": Bound(1),
+}
+
+
 def check_bindings() -> None:
-    """Refuse bindings left at ``%gin.REQUIRED`` and values of the wrong type for a parameter of
-    one of our factories (their explicit signatures say what each takes); gin itself only finds
-    either when the function is called, mid-run.
+    """Refuse bindings left at ``%gin.REQUIRED``, values of the wrong type for a parameter of
+    one of our factories (their explicit signatures say what each takes) and values outside the
+    parameter's :data:`VALUE_RULES`; gin itself only finds any of these when the function is
+    called, mid-run.
 
     Raises:
         GinConfigError: naming the binding, its value and what was expected.
@@ -329,6 +424,14 @@ def check_bindings() -> None:
                 raise GinConfigError(
                     f"gin binding {shown}.{param} = {value!r} has type {type(value).__name__}; "
                     f"expected {_hint_text(hint)}."
+                )
+            rule = VALUE_RULES.get(param) if param in hints else None
+            expected = None
+            if rule is not None and not isinstance(value, gin.config.ConfigurableReference):
+                expected = rule.problem(value)
+            if expected:
+                raise GinConfigError(
+                    f"gin binding {shown}.{param} = {value!r}: expected {expected}."
                 )
 
 
@@ -395,19 +498,68 @@ def run_training(*, workdir: str, sink: Any = None, on_start: Callable | None = 
     return train(workdir=workdir, sink=sink, on_start=on_start)
 
 
-def validate_inputs() -> None:
-    """Checks the bound AdamMultilr scalars, then builds the configured ``train.task`` and calls
-    its ``validate_inputs()`` (if it has one), so that a bad value or bad data is an input error
-    (exit 2) before a run is recorded. Data sources keep what they read for the run itself
-    (``TrecRerankingData`` memoises per process)."""
-    _check_optimizer_bindings()
+# gin appends "In call to configurable 'X' (<function ...>)" to an error raised inside a call.
+_GIN_CALL_SUFFIX = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)")
+
+
+def validate_inputs() -> list[str]:
+    """See :func:`_validate_inputs`; errors are :class:`GinConfigError` (a ``ValueError``) with
+    gin's call suffix removed, so the message names the value alone."""
     try:
-        gin.query_parameter(f"{_MODULE}.train.task")
-    except ValueError:  # no train.task bound: the run itself reports that
-        return
-    validate = getattr(configured("train.task"), "validate_inputs", None)
+        return _validate_inputs()
+    except (ValueError, TypeError, RuntimeError) as err:
+        if isinstance(err, GinConfigError):
+            raise
+        raise GinConfigError(_GIN_CALL_SUFFIX.sub("", str(err))) from err
+
+
+def _validate_inputs() -> list[str]:
+    """Everything a run will use, checked before it is recorded (exit 2, nothing recorded):
+    the bound AdamMultilr scalars; the configured strategy (built first: it may configure
+    logical devices, which must precede TensorFlow's runtime); the task, built, and its
+    ``validate_inputs()`` (if it has one); then :func:`capreolus_opt.training.preflight.preflight`
+    on ``train``'s arguments (the loop's plan against the strategy, the optimizer built in its
+    scope, schedules over the run's steps, a ``strict`` optimizer's groups against the model).
+    Data sources keep what they read for the run itself (``TrecRerankingData`` memoises per
+    process); ``make_strategy`` returns the same strategy to the run.
+
+    Returns:
+        Warnings for values that are legal but almost surely mistakes (one line each).
+    """
+    _check_optimizer_bindings()
+    if not _bound("train.task"):  # no train.task bound: the run itself reports that
+        return []
+    strategy = configured("train.strategy") if _bound("train.strategy") else None
+    task = configured("train.task")
+    validate = getattr(task, "validate_inputs", None)
     if validate is not None:
         validate()
+    if strategy is None or not _bound("train.optimizer"):
+        return []
+    from capreolus_opt.training.preflight import preflight
+
+    arguments = dict(_signature_defaults(_training.train))
+    for name in list(arguments) + ["num_steps", "global_batch_size", "seed"]:
+        if _bound(f"train.{name}"):
+            arguments[name] = configured(f"train.{name}")
+    arguments.pop("progress", None)
+    if not {"num_steps", "global_batch_size", "seed"} <= set(arguments):
+        return []  # a required train argument is unbound: gin names it when the run calls train
+    return preflight(
+        strategy=strategy,
+        optimizer=configured("train.optimizer"),
+        task=task,
+        check_model=True,
+        **arguments,
+    )
+
+
+def _bound(param: str) -> bool:
+    try:
+        gin.query_parameter(f"{_MODULE}.{param}")
+    except ValueError:
+        return False
+    return True
 
 
 def _check_optimizer_bindings() -> None:

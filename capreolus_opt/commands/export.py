@@ -14,6 +14,8 @@ import argparse
 import sys
 from typing import Any
 
+from capreolus_opt.records import exit_codes
+
 
 def _selected(args: argparse.Namespace) -> Any:
     from capreolus_opt.runs.compare import filter_runs
@@ -48,15 +50,15 @@ def tensorboard_handler(args: argparse.Namespace) -> int:
     try:
         runs, selected = _selected(args)
         if not selected:
-            return 1 if runs.problems and not runs else 0
+            return exit_codes.FAILED if runs.problems and not runs else exit_codes.OK
         written = export_tensorboard(selected, args.logdir)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.INPUT
     points = sum(written.values())
     print(f"wrote {len(written)} runs ({points} points) to {args.logdir}; "
           f"view them with: tensorboard --logdir {args.logdir}")  # fmt: skip
-    return 0
+    return exit_codes.OK
 
 
 def mlflow_handler(args: argparse.Namespace) -> int:
@@ -66,17 +68,17 @@ def mlflow_handler(args: argparse.Namespace) -> int:
     try:
         runs, selected = _selected(args)
         if not selected:
-            return 1 if runs.problems and not runs else 0
+            return exit_codes.FAILED if runs.problems and not runs else exit_codes.OK
         added, skipped = export_mlflow(selected, args.tracking_uri, args.experiment)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.INPUT
     except Exception as exc:  # MlflowException and the store's own errors (unreachable server)
         print(f"error: MLflow at {args.tracking_uri!r} failed: {exc}", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED
     print(f"exported {added} runs to experiment {args.experiment!r} at {args.tracking_uri} "
           f"({skipped} already there)")  # fmt: skip
-    return 0
+    return exit_codes.OK
 
 
 def register(subparsers: Any) -> None:

@@ -12,6 +12,8 @@ import argparse
 import sys
 import warnings
 
+from capreolus_opt.records import exit_codes
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``groups`` sub-command."""
@@ -45,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
         table = build_group_table(strict=args.strict)
     except ValueError as err:
         print(f"capreolus-opt groups: error: {err}", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED
     print(table.to_text() if args.format == "text" else table.to_csv(), end="")
-    return 0
+    return exit_codes.OK
 
 
 def build_group_table(*, strict: bool = False):

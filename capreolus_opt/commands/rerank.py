@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+from capreolus_opt.records import exit_codes
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 def _error(message: str) -> int:
     print(f"capreolus-opt rerank: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return exit_codes.INPUT
 
 
 def resolve_workdir(ref: str, sources: list[str]) -> str:
@@ -77,7 +77,7 @@ def handle_rerank(args: argparse.Namespace) -> int:
         spec = os.path.join(workdir, "best", "reranker.json")
         if not os.path.isfile(spec):  # checked before paying for TensorFlow's import
             return _error(f"{workdir} holds no saved reranker ({spec} is missing)")
-        from capreolus_opt.cli import import_tensorflow_quietly
+        from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from capreolus_opt.data.trec.runfile import write_run
@@ -102,7 +102,7 @@ def handle_rerank(args: argparse.Namespace) -> int:
     )
     if metrics is not None:
         print(json.dumps(metrics, sort_keys=True))
-    return 0
+    return exit_codes.OK
 
 
 def _metrics(qrels_path: str, run: dict) -> dict[str, float]:

@@ -19,6 +19,8 @@ import re
 import sys
 from typing import Any
 
+from capreolus_opt.records import exit_codes
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # url -> MongoClient used for mongodb:// sources; None = pymongo. Tests set a mongomock client.
@@ -51,10 +53,10 @@ def _load(sources: list[str]) -> Any:
 
 
 def _empty_status(runs: Any) -> int:
-    return 1 if runs.problems else 0
+    return exit_codes.FAILED if runs.problems else exit_codes.OK
 
 
-def _fail(message: str, code: int = 2) -> int:
+def _fail(message: str, code: int = exit_codes.INPUT) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
 
@@ -91,7 +93,7 @@ def compare_handler(args: argparse.Namespace) -> int:
         _write(_table_for(runs, args))
     except ValueError as exc:
         return _fail(str(exc))
-    return 0
+    return exit_codes.OK
 
 
 def diff_handler(args: argparse.Namespace) -> int:
@@ -107,7 +109,7 @@ def diff_handler(args: argparse.Namespace) -> int:
         _write(diff.render_diff(a, b, metrics))
     except ValueError as exc:
         return _fail(str(exc))
-    return 0
+    return exit_codes.OK
 
 
 def plot_handler(args: argparse.Namespace) -> int:
@@ -127,7 +129,7 @@ def plot_handler(args: argparse.Namespace) -> int:
             return _empty_status(runs)
         selected = compare.filter_runs(runs, args.where, args.status)
         if not selected:
-            return _fail("no runs match the --where/--status filters", 1)
+            return _fail("no runs match the --where/--status filters", exit_codes.FAILED)
         if args.group_by is None:
             plot.plot_runs(selected, args.metric, args.output)
         else:  # issue 10: mean and band per group of seeds
@@ -137,20 +139,22 @@ def plot_handler(args: argparse.Namespace) -> int:
             found = groups.group_runs(selected, args.group_by)
             group_plot.plot_groups(found, names, args.output, band=args.band)
     except ValueError as exc:
-        return _fail(str(exc), 1)
+        return _fail(str(exc), exit_codes.FAILED)
     except OSError as exc:
-        return _fail(f"-o {args.output!r} could not be written: {exc.strerror or exc}", 1)
+        return _fail(
+            f"-o {args.output!r} could not be written: {exc.strerror or exc}", exit_codes.FAILED
+        )
     print(f"wrote {args.output} ({len(selected)} runs)")
-    return 0
+    return exit_codes.OK
 
 
 def sweep_handler(args: argparse.Namespace) -> int:
     """Train every grid point in its own process, then print the sweep's comparison table."""
     import os
 
-    from capreolus_opt.commands.train import observer_urls
     from capreolus_opt.runs import sweep
     from capreolus_opt.storage import parse_location
+    from capreolus_opt.tracking.run import observer_urls
 
     try:
         observers = observer_urls(args.observer)
@@ -172,13 +176,13 @@ def sweep_handler(args: argparse.Namespace) -> int:
     ]
     if args.dry_run:
         print("\n".join(sweep.shown_command(argv, observers) for argv in argvs))
-        return 0
+        return exit_codes.OK
 
     def report(index: int, result: Any) -> None:
-        state = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        state = "ok" if result.returncode == exit_codes.OK else f"FAILED (exit {result.returncode})"
         run = f"run {result.run_uuid}: " if result.run_uuid else ""
         print(f"[{index + 1}/{len(points)}] {state}: {run}{'; '.join(result.bindings)}", flush=True)
-        if result.returncode != 0:
+        if result.returncode != exit_codes.OK:
             tail = "\n".join(result.output.strip().splitlines()[-15:])
             print("    " + tail.replace("\n", "\n    "), file=sys.stderr, flush=True)
 
@@ -191,11 +195,11 @@ def sweep_handler(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(str(exc))
         if results is None:  # --no-wait
-            return 0
+            return exit_codes.OK
     else:
         env = sweep.observer_environment(observers)
         results = sweep.run_points(argvs, points, args.parallel, on_done=report, env=env)
-    failed = sum(r.returncode != 0 for r in results)
+    failed = sum(r.returncode != exit_codes.OK for r in results)
     print(f"{len(points) - failed} of {len(points)} points succeeded")
     uuids = [r.run_uuid for r in results if r.run_uuid]
     runs = sweep.sweep_runs(_load(observers[:1]), points, started, uuids)
@@ -209,7 +213,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
             _write(_table_for(RunList(runs), args))
         except ValueError as exc:  # e.g. an unknown --sort column: the runs are recorded anyway
             _fail(str(exc))
-    return 1 if failed else 0
+    return exit_codes.FAILED if failed else exit_codes.OK
 
 
 def _add_selection(parser: argparse.ArgumentParser) -> None:

@@ -5,31 +5,25 @@
 
 Without ``--observer`` the run is recorded where the environment variable
 ``CAPREOLUS_OPT_OBSERVERS`` says (a JSON list of URLs: how ``sweep`` hands URLs with passwords to
-its points, since a command line is visible to every user in ``ps``), else in a FileStorage
-folder at ``./runs``. Gin files are recorded as absolute paths, so ``--resume`` works from any
-directory. Exit codes: 0 COMPLETED, 1 FAILED, 2 bad input, an unreachable observer or a workdir
-that belongs to another run / is in use (nothing recorded), 3 COMPLETED but an observer could not
-be brought up to date by the end (the message names it and what it misses; the other observers
-are complete), 130 INTERRUPTED (SIGINT/SIGTERM; checkpoint written, metrics flushed). Importing
-this module does
-not import TensorFlow (``capreolus-opt --help`` stays fast).
-"""
+its points, since a command line is visible to every user in ``ps``), else in a FileStorage folder
+at ``./runs``. Gin files are recorded as absolute paths, so ``--resume`` works from any directory.
+Exit codes (:mod:`capreolus_opt.records.exit_codes`): 0 COMPLETED, 1 FAILED, 2 bad input, an
+unreachable observer or a workdir that belongs to another run / is in use (nothing recorded), 3
+COMPLETED but an observer could not be brought up to date by the end (the message names it and what
+it misses; the other observers are complete), 130 INTERRUPTED (SIGINT/SIGTERM; checkpoint written,
+metrics flushed). ``--outcome-json PATH`` also writes the outcome there as JSON (how a sweep point
+reports to the sweep). The run itself is :func:`capreolus_opt.tracking.run.run_tracked`; this
+module only builds its request and prints. Importing this module does not import TensorFlow
+(``capreolus-opt --help`` stays fast)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import sys
-import traceback
-import uuid
 from typing import Any
 
-DEFAULT_OBSERVER = "file://runs"
-#: Observer URLs as a JSON list, read when no ``--observer`` is given (keeps passwords off argv).
-OBSERVERS_ENV = "CAPREOLUS_OPT_OBSERVERS"
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
+from capreolus_opt.records import exit_codes, status
+from capreolus_opt.tracking.run import DEFAULT_OBSERVER, OBSERVERS_ENV
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +45,7 @@ def register(subparsers: Any) -> None:
         f"(repeatable; default ${OBSERVERS_ENV} as a JSON list, else {DEFAULT_OBSERVER})",
     )  # fmt: skip
     parser.add_argument("--resume", metavar="RUN", help="run UUID or run folder to continue")
-    parser.add_argument("--seed", type=int, help="binds train.seed")
+    parser.add_argument("--seed", type=int, help="binds train.seed (an integer >= 0)")
     parser.add_argument(
         "--beat_every", type=_positive_seconds, default=3.0, metavar="S",
         help="deliver metrics and a heartbeat to the observers every S seconds (default 3: a "
@@ -67,26 +61,11 @@ def register(subparsers: Any) -> None:
         "--capture", choices=("sys", "fd", "no"), default="sys",
         help="how Sacred captures stdout/stderr (default sys)",
     )  # fmt: skip
+    parser.add_argument(
+        "--outcome-json", dest="outcome_json", default="", metavar="PATH",
+        help="also write the run's outcome (run UUID, status, exit code, result) to PATH as JSON",
+    )  # fmt: skip
     parser.set_defaults(func=handle_train)
-
-
-def train_arguments(**values: Any) -> argparse.Namespace:
-    """The ``train`` arguments a launcher passes to :func:`handle_train` in-process: every
-    option's default from the real parser, then ``values`` (e.g. ``gin_files=``, ``run_info=``),
-    so a launcher never misses an option added later.
-
-    Raises:
-        TypeError: a name in ``values`` that ``train`` has no option for (``run_info`` aside).
-    """
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["train"])
-    unknown = set(values) - set(vars(args)) - {"run_info"}
-    if unknown:
-        raise TypeError(f"train has no option {sorted(unknown)}; expected {sorted(vars(args))}")
-    for name, value in values.items():
-        setattr(args, name, value)
-    return args
 
 
 def _positive_seconds(text: str) -> float:
@@ -96,38 +75,33 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _error(message: str) -> int:
-    from capreolus_opt.storage import mask_urls
-
-    print(f"capreolus-opt train: error: {mask_urls(message)}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+def _say(line: str) -> None:
+    print(f"capreolus-opt train: {line}", file=sys.stderr, flush=True)
 
 
-def observer_urls(given: list[str] | None) -> list[str]:
-    """``--observer`` values, else the JSON list in ``$CAPREOLUS_OPT_OBSERVERS``, else the default.
-
-    Raises:
-        ValueError: the environment variable is not a JSON list of strings.
-    """
-    if given:
-        return list(given)
-    text = os.environ.get(OBSERVERS_ENV, "").strip()
-    if not text:
-        return [DEFAULT_OBSERVER]
-    try:
-        urls = json.loads(text)
-    except ValueError:
-        urls = None
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise ValueError(
-            f"${OBSERVERS_ENV} must be a non-empty JSON list of observer URLs, "
-            'e.g. ["file://runs", "sqlite:///runs.db"].'
-        )
-    return urls
+def _report(line: str) -> None:
+    """Notes (a workdir taken over) go to stdout beside the run's lines; warnings to stderr."""
+    if line.startswith("note:"):
+        print(f"capreolus-opt train: {line}", flush=True)
+    else:
+        _say(line)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def request_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~capreolus_opt.tracking.run.RunRequest` that ``train``'s arguments describe."""
+    from capreolus_opt.tracking.run import RunRequest
+
+    return RunRequest(
+        gin_files=list(args.gin_files),
+        gin_bindings=list(args.gin_param),
+        observers=list(args.observer or ()),
+        workdir=args.workdir,
+        resume=args.resume,
+        seed=args.seed,
+        beat_every_s=args.beat_every,
+        observer_wait_s=args.observer_wait,
+        capture=args.capture,
+    )
 
 
 def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
@@ -135,151 +109,51 @@ def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
 
     ``backend`` replaces :mod:`capreolus_opt.gin_bindings` (tests use a TensorFlow-free one).
     """
-    from capreolus_opt.tracking.redact import install_log_redaction
-    from capreolus_opt.tracking.urls import close_observers, observers_from_urls
+    from capreolus_opt.tracking.run import RunInputError, run_tracked
 
-    install_log_redaction()
+    outcome_path = getattr(args, "outcome_json", "")
     try:
-        urls = observer_urls(args.observer)
-        observers = observers_from_urls(urls)
-    except ValueError as exc:
-        return _error(str(exc))
+        outcome = run_tracked(request_from_args(args), backend=backend, report=_report)
+    except RunInputError as exc:
+        _say(f"error: {exc}")
+        if outcome_path:
+            _write_outcome(outcome_path, None, str(exc))
+        return exit_codes.INPUT
+    print_outcome(outcome)
+    if outcome_path:
+        _write_outcome(outcome_path, outcome, "")
+    return outcome.exit_code
+
+
+def print_outcome(outcome: Any) -> None:
+    """What ``train`` prints once its run ended (stdout; a failure's traceback on stderr)."""
+    uuid_ = outcome.run_uuid
+    if outcome.status == status.INTERRUPTED and outcome.stopped_reason:
+        print(f"run {uuid_} INTERRUPTED ({outcome.stopped_reason}): {outcome.message}")
+    elif outcome.status == status.INTERRUPTED:
+        print(f"run {uuid_} INTERRUPTED; resume with --resume {uuid_}")
+    elif outcome.status == status.FAILED:
+        print(f"run {uuid_} FAILED:\n{outcome.message}", file=sys.stderr)
+    for message in outcome.incomplete:
+        _say(f"error: {message}")
+    if outcome.status != status.COMPLETED:
+        return
+    if outcome.incomplete:
+        print(f"run {uuid_} COMPLETED, but incomplete in {len(outcome.incomplete)} "
+              f"observer(s) (exit {outcome.exit_code}); result: {outcome.result}")  # fmt: skip
+    else:
+        print(f"run {uuid_} COMPLETED (id {outcome.sacred_id}); result: {outcome.result}")
+
+
+def _write_outcome(path: str, outcome: Any, error: str) -> None:
+    """``outcome`` as JSON at ``path``; a refused run writes its exit code and error only."""
+    import json
+
+    text = outcome.to_json() if outcome is not None else json.dumps(
+        {"run_uuid": None, "status": None, "exit_code": exit_codes.INPUT, "message": error}
+    )  # fmt: skip
     try:
-        return _train(args, urls, observers, backend or _gin_bindings())
-    finally:
-        close_observers(observers)
-
-
-def _train(args: argparse.Namespace, urls: list[str], observers: list, backend: Any) -> int:
-    from capreolus_opt.optional import MissingExtraError
-    from capreolus_opt.tracking.urls import ObserverUnreachableError, check_reachable
-
-    gin_files, gin_bindings, workdir = list(args.gin_files), list(args.gin_param), args.workdir
-    # ``run_info`` (not a command-line option): launchers choose the UUID and add their links.
-    info: dict[str, Any] = {"run_uuid": uuid.uuid4().hex, **getattr(args, "run_info", {})}
-    if args.resume:
-        if gin_files:
-            return _error("--resume takes the gin files of the run it continues; give no CONFIG.")
-        try:
-            prior = _find_prior(args.resume, urls)
-        except ValueError as exc:
-            return _error(f"--resume {args.resume!r}: {exc}")
-        gin_files, gin_bindings = prior.gin_files, prior.gin_bindings + gin_bindings
-        workdir = workdir or prior.workdir
-        info["resumed_from"] = prior.run_uuid
-    elif not gin_files:
-        return _error("no CONFIG.gin given (expected at least one gin file, or --resume RUN).")
-    # Absolute paths, so that the record can be rerun (and resumed) from any directory.
-    gin_files = [os.path.abspath(path) for path in gin_files]
-    if args.seed is not None:
-        gin_bindings.append(f"train.seed = {args.seed}")
-    try:
-        # Parse once here so that a bad file or binding is an input error, not a FAILED run.
-        backend.parse_config(gin_files, gin_bindings)
-        getattr(backend, "validate_inputs", lambda: None)()  # bad data: exit 2, nothing recorded
-        check_reachable(observers)
-    except (ValueError, TypeError, ObserverUnreachableError, MissingExtraError) as exc:
-        return _error(str(exc))
-    # --- workdir ownership (capreolus_opt/tracking/workdir.py) ---------------------------------
-    try:
-        held = _claim_workdir(workdir, info)
-    except ValueError as exc:
-        return _error(str(exc))
-    try:
-        return _run_experiment(args, observers, backend, info, gin_files, gin_bindings, workdir)
-    finally:
-        if held is not None:
-            from capreolus_opt.tracking.workdir import finish
-
-            finish(held)
-    # --------------------------------------------------------------------------------------------
-
-
-def _claim_workdir(workdir: str, info: dict[str, Any]) -> Any:
-    """Claim the workdir the run will train in (the experiment's default when none is given)."""
-    import os
-
-    from capreolus_opt.tracking.workdir import claim, is_chief_process
-
-    if not is_chief_process():
-        return None
-    path = workdir or os.path.join("workdirs", info["run_uuid"])
-    held = claim(path, run_uuid=info["run_uuid"], resumes=info.get("resumed_from"))
-    if held.took_over:
-        print(f"capreolus-opt train: note: workdir {held.path}: {held.took_over}; continuing it.")
-    return held
-
-
-def _run_experiment(
-    args: argparse.Namespace,
-    observers: list,
-    backend: Any,
-    info: dict[str, Any],
-    gin_files: list[str],
-    gin_bindings: list[str],
-    workdir: str,
-) -> int:
-    from capreolus_opt.storage import mask_urls
-    from capreolus_opt.tracking.experiment import make_experiment
-    from capreolus_opt.tracking.observers import incomplete_observers
-
-    for observer in observers:
-        if hasattr(observer, "final_wait_s"):
-            observer.final_wait_s = args.observer_wait
-    ex = make_experiment(backend=backend, flush_every_s=args.beat_every)
-    ex.observers.extend(observers)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    code = None
-    try:
-        run = ex.run(
-            config_updates={
-                "gin_files": gin_files,
-                "gin_bindings": gin_bindings,
-                "workdir": workdir,
-            },
-            info=info,
-            options={"--capture": args.capture},
-        )
-    except KeyboardInterrupt as exc:
-        reason = getattr(exc, "stopped_reason", "")  # e.g. "pruned" by a search (tune)
-        if reason:
-            print(f"run {info['run_uuid']} INTERRUPTED ({reason}): {exc}")
-            return EXIT_INTERRUPTED
-        print(f"run {info['run_uuid']} INTERRUPTED; resume with --resume {info['run_uuid']}")
-        code = EXIT_INTERRUPTED
-    except Exception:
-        text = mask_urls(traceback.format_exc())
-        print(f"run {info['run_uuid']} FAILED:\n{text}", file=sys.stderr)
-        code = EXIT_FAILED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    missing = incomplete_observers(ex.current_run) if ex.current_run is not None else []
-    for message in missing:
-        print(f"capreolus-opt train: error: {mask_urls(message)}", file=sys.stderr)
-    if code is not None:
-        return code
-    if missing:
-        print(f"run {info['run_uuid']} COMPLETED, but incomplete in {len(missing)} "
-              f"observer(s) (exit {EXIT_INCOMPLETE}); result: {run.result}")  # fmt: skip
-        return EXIT_INCOMPLETE
-    print(f"run {info['run_uuid']} COMPLETED (id {run._id}); result: {run.result}")
-    return 0
-
-
-def _find_prior(ref: str, urls: list[str]) -> Any:
-    """The recorded run ``ref`` names (run folder or UUID in ``urls``), checked resumable."""
-    from capreolus_opt.runs.load import find_recorded_run
-
-    prior = find_recorded_run(ref, urls)
-    if not prior.workdir:
-        raise ValueError(
-            f"run {prior.run_uuid} has no recorded workdir (it stopped before training started), "
-            "so it cannot be resumed."
-        )
-    return prior
-
-
-def _gin_bindings() -> Any:
-    import importlib
-
-    return importlib.import_module("capreolus_opt.gin_bindings")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        _say(f"error: --outcome-json {path!r} could not be written: {exc.strerror or exc}")

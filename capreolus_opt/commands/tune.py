@@ -21,6 +21,8 @@ import os
 import sys
 from typing import Any
 
+from capreolus_opt.records import exit_codes
+
 STORAGE_ENV = "CAPREOLUS_TUNE_STORAGE"
 
 
@@ -69,7 +71,7 @@ def _fail(message: str) -> int:
     from capreolus_opt.tracking.redact import REDACTOR
 
     print(f"capreolus-opt tune: error: {REDACTOR.redact(message)}", file=sys.stderr)
-    return 2
+    return exit_codes.INPUT
 
 
 def _direction(args: argparse.Namespace) -> str:
@@ -126,7 +128,7 @@ def _show_status(args: argparse.Namespace, storage: str) -> int:
     except KeyError:
         return _fail(f"no study {args.study!r} in the storage")
     sys.stdout.write(status_text(study, args.observer, args.format))
-    return 0
+    return exit_codes.OK
 
 
 def handle_tune(args: argparse.Namespace) -> int:
@@ -150,8 +152,8 @@ def handle_tune(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     code = _launch(args, spec)
     if code is None:  # submitted without waiting
-        return 0
-    if code != 2:
+        return exit_codes.OK
+    if code != exit_codes.INPUT:
         _show_status(args, storage)
     return code
 

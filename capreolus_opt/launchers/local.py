@@ -13,11 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import capreolus_opt
+from capreolus_opt.records import exit_codes
 
 #: The folder holding the ``capreolus_opt`` package this process runs.
 PACKAGE_ROOT = str(Path(capreolus_opt.__file__).resolve().parents[1])
@@ -30,14 +31,6 @@ def child_env(extra: Mapping[str, str] = ()) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
-
-
-def combined_exit_code(codes: Sequence[int]) -> int:
-    """2 if any worker had bad input, else 130 if any was interrupted, else the first nonzero."""
-    for wanted in (2, 130):
-        if wanted in codes:
-            return wanted
-    return next((c for c in codes if c), 0)
 
 
 def run_workers(spec: Any, n_workers: int) -> int:
@@ -66,4 +59,4 @@ def run_workers(spec: Any, n_workers: int) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return combined_exit_code(codes)
+    return exit_codes.combined(codes)

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from capreolus_opt.launchers.local import PACKAGE_ROOT
-
-EXIT_INTERRUPTED = 130
+from capreolus_opt.records import exit_codes
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,11 +147,11 @@ def requeue_self() -> None:
     job_id = f"{array_id}_{task}" if array_id and task else os.environ["SLURM_JOB_ID"]
     print(f"requeueing Slurm job {job_id} to resume", flush=True)
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60)
-    sys.exit(EXIT_INTERRUPTED)
+    sys.exit(exit_codes.INTERRUPTED)
 
 
 def _start_job() -> None:
-    from capreolus_opt.cli import import_tensorflow_quietly
+    from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
     from capreolus_opt.tracking.redact import install_log_redaction
 
     install_log_redaction()
@@ -165,33 +164,46 @@ def _slurm_info() -> dict[str, str]:
 
 
 def sweep_point_job(point: dict) -> dict:
-    """One sweep point in a Slurm task: train it, or resume its interrupted run after requeue."""
-    from capreolus_opt.commands.train import handle_train
+    """One sweep point in a Slurm task: train it, or resume its interrupted run after requeue.
+
+    Returns the run's outcome as a JSON-able dict (:class:`RunOutcome` fields; ``run_uuid`` None
+    and ``message`` the error when the point was refused).
+    """
+    import dataclasses
+
+    from capreolus_opt.tracking.run import RunInputError, RunRequest, run_tracked
 
     _start_job()
     state_path = Path(point["state"])
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state.get("returncode") == 0:
+    if state.get("exit_code") == exit_codes.OK:
         return state  # the point finished before the task was requeued
     run_uuid = uuid.uuid4().hex
-    from capreolus_opt.commands.train import train_arguments
-
-    args = train_arguments(
-        gin_files=[point["config"]], gin_param=[*point["extra"], *point["bindings"]],
-        workdir=point["workdir"], observer=point["observers"] or None, resume=None, seed=None,
-        capture="sys", run_info={"run_uuid": run_uuid, "slurm": _slurm_info()},
+    fresh = RunRequest(
+        gin_files=[point["config"]], gin_bindings=[*point["extra"], *point["bindings"]],
+        workdir=point["workdir"], observers=point["observers"], run_uuid=run_uuid,
+        info={"slurm": _slurm_info()},
     )  # fmt: skip
+    request = fresh
     if state.get("run_uuid"):
-        args.gin_files, args.gin_param, args.resume = [], [], state["run_uuid"]
+        resume = state["run_uuid"]
+        request = dataclasses.replace(fresh, gin_files=[], gin_bindings=[], resume=resume)
     state_path.write_text(json.dumps({"run_uuid": run_uuid}))
-    code = handle_train(args)
-    if code == 2 and args.resume:  # its run never got recorded: train the point afresh
-        args.gin_files, args.resume = [point["config"]], None
-        args.gin_param = [*point["extra"], *point["bindings"]]
-        code = handle_train(args)
-    if code == EXIT_INTERRUPTED:
+    try:
+        try:
+            outcome = run_tracked(request)
+        except RunInputError:
+            if not request.resume:
+                raise
+            outcome = run_tracked(fresh)  # its run never got recorded: train the point afresh
+    except RunInputError as exc:
+        result = {"run_uuid": None, "status": None, "exit_code": exit_codes.INPUT,
+                  "message": str(exc)}  # fmt: skip
+        state_path.write_text(json.dumps(result))
+        return result
+    if outcome.exit_code == exit_codes.INTERRUPTED:
         requeue_self()
-    result = {"run_uuid": run_uuid, "returncode": code}
+    result = json.loads(outcome.to_json())
     state_path.write_text(json.dumps(result))
     return result
 
@@ -202,7 +214,7 @@ def tune_worker_job(spec_json: str) -> int:
 
     _start_job()
     code = run_worker(SearchSpec.from_json(spec_json))
-    if code == EXIT_INTERRUPTED:
+    if code == exit_codes.INTERRUPTED:
         requeue_self()
     return code
 
@@ -216,6 +228,7 @@ def submit_sweep(
 ) -> list | None:
     """Submit one array task per point; unless ``--no-wait``, wait and return PointResults."""
     from capreolus_opt.runs.sweep import PointResult
+    from capreolus_opt.tracking.run import RunOutcome
 
     executor = make_executor(args, len(points))
     state_dir = Path(args.slurm_folder).resolve() / f"sweep-{uuid.uuid4().hex[:8]}"
@@ -235,9 +248,9 @@ def submit_sweep(
     results = []
     for index, ((kind, value), point) in enumerate(zip(wait_for(jobs), points, strict=True)):
         if kind == "success":
-            status = {0: "COMPLETED", 130: "INTERRUPTED"}.get(value["returncode"], "FAILED")
-            line = f"run {value['run_uuid']} {status}"
-            result = PointResult(list(point), value["returncode"], line)
+            outcome = RunOutcome.from_json(json.dumps(value)) if value.get("run_uuid") else None
+            text = value.get("message") or ""
+            result = PointResult(list(point), value["exit_code"], text, outcome)
         else:
             result = PointResult(list(point), 1, str(value))
         report(index, result)
@@ -248,8 +261,6 @@ def submit_sweep(
 def submit_tune(args: argparse.Namespace, spec: Any, n_workers: int) -> int | None:
     """Submit ``n_workers`` search workers as an array; unless ``--no-wait``, wait for them."""
     import dataclasses
-
-    from capreolus_opt.launchers.local import combined_exit_code
 
     executor = make_executor(args, n_workers)
     specs = [
@@ -264,4 +275,4 @@ def submit_tune(args: argparse.Namespace, spec: Any, n_workers: int) -> int | No
         if kind != "success":
             print(f"worker {job.job_id} failed:\n{value}", file=sys.stderr)
         codes.append(value if kind == "success" else 1)
-    return combined_exit_code(codes)
+    return exit_codes.combined(codes)

@@ -238,6 +238,8 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
     def _step_learning_rates(self, base_lr: Any = None) -> list[Any]:
         """This step's lr per group (default last); schedules evaluated once, at `iterations`."""
         base = self.learning_rate if base_lr is None else base_lr
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            base = checked_rate(base, "learning_rate", self._iterations)
         lrs = []
         for spec, variable, mult in zip(
             self._group_specs, self._group_lr_variables, self._group_lr_mult_variables, strict=True
@@ -249,7 +251,7 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
             elif spec.frozen:
                 lrs.append(tf.constant(0.0, tf.float32))
             else:
-                lrs.append(spec.lr(self._iterations))
+                lrs.append(checked_rate(spec.lr(self._iterations), spec.name, self._iterations))
             clock = self._group_clock(len(lrs) - 1)
             if clock is not None:  # 0 while frozen, then the warm-up ramp
                 lrs[-1] = tf.cast(lrs[-1], tf.float32) * self._clock_factor(len(lrs) - 1, clock)
@@ -403,3 +405,15 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> AdamMultilr:
         # Group schedules are deserialised by parse_pattern_lrs (a dict with "class_name").
         return super().from_config(dict(config), custom_objects=custom_objects)
+
+
+def checked_rate(value: Any, where: str, step: Any) -> Any:
+    """A schedule's rate for this step, asserted finite and >= 0 where it is evaluated: a
+    negative rate would train by gradient ascent without a sign. (Under XLA the assertion is
+    compiled away; runs validate their schedules over every step range before they start.)"""
+    value = tf.cast(value, tf.float32)
+    ok = tf.logical_and(tf.math.is_finite(value), value >= 0.0)
+    message = f"{where}: a learning-rate schedule must give a finite rate >= 0; at step"
+    check = tf.debugging.Assert(ok, [message, step, "it gives", value])
+    with tf.control_dependencies([check] if check is not None else []):
+        return tf.identity(value)

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from capreolus_opt.records import status as run_status
 from capreolus_opt.runs.records import Run, best_direction, differing_hparams
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -111,9 +112,7 @@ def filter_runs(
 def status_label(run: Run) -> str:
     """The status a table shows: ``PRUNED`` for a run a search's pruner stopped (recorded as
     INTERRUPTED with ``info.stopped_reason = "pruned"``), else the recorded status."""
-    if run.status == "INTERRUPTED" and run.stopped_reason:
-        return run.stopped_reason.upper()
-    return run.status
+    return run_status.shown_status(run.status, run.stopped_reason)
 
 
 def compare_rows(runs: Sequence[Run], metrics: Sequence[str]) -> tuple[list[str], list[dict]]:

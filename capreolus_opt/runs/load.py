@@ -5,7 +5,10 @@ Sources are run locations as :mod:`capreolus_opt.storage` parses them, exactly t
 ``postgresql://...`` and ``mongodb://host/db``.
 
 The same run stored by several observers (same ``info.run_uuid``) becomes one :class:`Run` whose
-``sources`` lists them all. Unreadable or partial records never raise: they are skipped and listed
+``sources`` lists them all. Two records that carry one UUID but are not copies of one run (two
+in one store, or different hyperparameters or start times) are both skipped, with a problem
+naming both places: a run is never credited with another record's results. Unreadable or partial
+records never raise: they are skipped and listed
 in ``RunList.problems``. Only a malformed source or one of no known kind raises
 :class:`~capreolus_opt.storage.LocationError` (a ``ValueError``), before anything is read.
 
@@ -24,6 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from capreolus_opt.records import status
 from capreolus_opt.runs.file import read_file_storage, read_run_folder
 from capreolus_opt.runs.mongo import ClientFactory, read_mongo
 from capreolus_opt.runs.records import LoadProblem, RecordError, Run
@@ -31,7 +35,6 @@ from capreolus_opt.runs.sql import read_sql
 from capreolus_opt.storage import Location, parse_location
 
 _UUID = re.compile(r"^[0-9a-f]{32}$")
-_TERMINAL = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT")
 
 
 class RunList(list[Run]):
@@ -88,9 +91,9 @@ def _read_one(location: Location, mongo_client_factory: ClientFactory | None) ->
 
 def _merge(into: Run, other: Run) -> None:
     # Prefer the record that saw the run finish: a RUNNING copy is an observer that lagged.
-    if into.status not in _TERMINAL and other.status in _TERMINAL:
+    if into.status not in status.TERMINAL and other.status in status.TERMINAL:
         into.status, into.stop_time = other.status, other.stop_time
-    elif into.status == "DIED" and other.status == "RUNNING":
+    elif into.status == status.DIED and other.status == status.RUNNING:
         # One observer's heartbeat went stale while another still hears from the run: alive.
         into.status = other.status
     into.start_time = into.start_time or other.start_time
@@ -111,6 +114,31 @@ def _merge(into: Run, other: Run) -> None:
     into.sacred_ids.update(other.sacred_ids)
 
 
+#: Observers store one run's start time at different precisions (MongoDB: milliseconds).
+_SAME_START_S = 1.0
+
+
+def _place(run: Run) -> str:
+    """Where a record is stored: its observer location and the observer's own id."""
+    source = run.sources[0] if run.sources else "?"
+    sacred_id = run.sacred_ids.get(source)
+    return f"{source} (id {sacred_id})" if sacred_id is not None else source
+
+
+def _conflict(existing: Run, run: Run) -> str | None:
+    """Why two records with one ``run_uuid`` are not copies of one run (None: they are): the
+    same run has one set of hyperparameters, one start, and one record per store."""
+    for source, sacred_id in run.sacred_ids.items():
+        if existing.sacred_ids.get(source, sacred_id) != sacred_id:
+            return "two records in one store"
+    if existing.hparams != run.hparams:
+        return "different hyperparameters"
+    if existing.start_time is not None and run.start_time is not None:
+        if abs((existing.start_time - run.start_time).total_seconds()) > _SAME_START_S:
+            return "different start times"
+    return None
+
+
 def load_runs(*sources: str, mongo_client_factory: ClientFactory | None = None) -> RunList:
     """Read and merge the runs of every source, in source order then stored order.
 
@@ -126,25 +154,31 @@ def load_runs(*sources: str, mongo_client_factory: ClientFactory | None = None) 
     """
     locations = [parse_location(source) for source in sources]
     merged: dict[str, Run] = {}
+    conflicted: dict[str, str] = {}  # run_uuid -> the first place it was recorded
     problems: list[LoadProblem] = []
     for location in locations:
         runs, source_problems = _read_one(location, mongo_client_factory)
         problems.extend(source_problems)
         for run in runs:
-            if run.run_uuid in merged:
-                existing = merged[run.run_uuid]
-                if existing.hparams != run.hparams:
-                    problems.append(
-                        LoadProblem(
-                            f"{run.sources[0]} run {run.run_uuid}",
-                            "same UUID with different hyperparameters than in "
-                            f"{existing.sources[0]}; kept the first",
-                        )
+            uuid = run.run_uuid
+            existing = merged.get(uuid)
+            reason = _conflict(existing, run) if existing is not None else None
+            if uuid in conflicted or reason:
+                first = conflicted.setdefault(uuid, _place(existing) if existing else "?")
+                merged.pop(uuid, None)
+                problems.append(
+                    LoadProblem(
+                        _place(run),
+                        f"run_uuid {uuid} is also recorded at {first}"
+                        + (f" ({reason})" if reason else "")
+                        + "; two records claim one run, so neither is shown",
                     )
-                    continue
+                )
+                continue
+            if existing is not None:
                 _merge(existing, run)
             else:
-                merged[run.run_uuid] = run
+                merged[uuid] = run
     return RunList(list(merged.values()), problems)
 
 
@@ -172,5 +206,8 @@ def find_recorded_run(
     for run in runs:
         if run.run_uuid == ref:
             return run
+    for problem in runs.problems:
+        if f"run_uuid {ref} is also recorded" in problem.reason:
+            raise ValueError(f"{problem.location}: {problem.reason}")
     searched = ", ".join(parse_location(s).shown for s in sources) or "no source"
     raise ValueError(f"no run with run_uuid {ref} in {searched}.")

@@ -11,11 +11,9 @@ grad/update/param norms) have no better direction, so no best; every other metri
 (``eval/mrr@10``, ``eval/ndcg@10``, ...) is maximised.
 
 A run whose process died (SIGKILL, power loss, OOM killer) never reports its end, so its record
-says RUNNING for ever. :func:`live_status` shows such a run as ``DIED``: stored status RUNNING
-and a heartbeat (or, before the first beat, a start time) more than :data:`STALE_BEATS` beat
-intervals old. The interval is the run's ``info.beat_every_s`` (``train --beat_every``, 3 s by
-default, so 30 s), or Sacred's 10 s for runs that do not record it. The writer's and the reader's
-clocks must agree to within that margin. ``Run.stored_status`` keeps what the store says.
+says RUNNING for ever; ``Run.status`` is then ``DIED`` by the rule of
+:func:`capreolus_opt.records.status.live_status`, and ``Run.stored_status`` keeps what the store
+says.
 
 A resumed run (``info.resumed_from``) restarts at its checkpoint's step ``info.start_step``: the
 points the earlier run logged after that step were computed from a state the resumed run
@@ -31,11 +29,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from capreolus_opt.records.status import live_status
+
 _MINIMISED_WORDS = ("loss", "error", "perplexity")
-#: A RUNNING run whose heartbeat is older than this many beat intervals is shown as DIED.
-STALE_BEATS = 10
-#: Beat interval assumed for runs that do not record ``info.beat_every_s`` (Sacred's default).
-SACRED_BEAT_S = 10.0
 
 
 class RecordError(ValueError):
@@ -118,6 +114,8 @@ class Run:
     stored_status: str = ""
     start_step: int = 0
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the COMPLETED run this one trained further (``train --resume`` with more steps)
+    continued_from: str | None = None
     # Per-query artifacts (runs/per_query.py): names and lazy reader, set by the observer readers.
     artifacts: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -230,25 +228,6 @@ def check_series(name: str, steps: Any, values: Any) -> MetricSeries:
     return MetricSeries(steps=steps, values=values)
 
 
-def live_status(
-    status: str,
-    heartbeat: dt.datetime | None,
-    start_time: dt.datetime | None,
-    beat_every_s: Any,
-    now: dt.datetime | None = None,
-) -> str:
-    """``status``, or ``"DIED"`` for a RUNNING run whose last sign of life is stale (see the
-    module docstring); times are naive UTC."""
-    last = heartbeat or start_time
-    if status != "RUNNING" or last is None:
-        return status
-    beat = float(beat_every_s) if isinstance(beat_every_s, int | float) else SACRED_BEAT_S
-    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    if (now - last).total_seconds() > STALE_BEATS * max(beat, 0.1):
-        return "DIED"
-    return status
-
-
 def continued_metrics(earlier: Run, resumed: Run) -> dict[str, MetricSeries]:
     """The metrics of ``earlier`` continued by ``resumed`` (which has ``resumed_from`` set to
     ``earlier``): earlier points up to ``resumed.start_step``, then the resumed run's points."""
@@ -322,6 +301,7 @@ def build_run(
         resumed_from=info.get("resumed_from"),
         workdir=info.get("workdir") if isinstance(info.get("workdir"), str) else None,
         stopped_reason=_text_or_none(info.get("stopped_reason")),
+        continued_from=_text_or_none(info.get("continued_from")),
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )

@@ -9,9 +9,10 @@ a JSON list), never on its command line, where ``ps`` would show any password to
 the machine; up to ``--parallel`` run at once; a failed point is reported (exit status and the
 tail of its output) and does not stop the others.
 
-The sweep's runs are then found in the first observer: those whose UUID a point's ``train``
-printed (``run <uuid> COMPLETED ...``), and those that started after the sweep did with a point's
-bindings in their recorded ``gin_bindings`` (a run killed before it printed its UUID).
+Each point's ``train`` writes its outcome (run UUID, status, exit code; :class:`RunOutcome`) as
+JSON to a file the sweep names with ``--outcome-json``. The sweep's runs are then found in the
+first observer: those whose UUID a point reported, and those that started after the sweep did
+with a point's bindings in their recorded ``gin_bindings`` (a run killed before it reported).
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+from capreolus_opt.tracking.run import OBSERVERS_ENV, RunOutcome
 
 # ``Configurable.param`` (scoped: ``scope/Configurable.param``) or a gin macro's name in capitals
 # (``ENCODER_LR``, bound as ``ENCODER_LR = 1e-3`` and used as ``%ENCODER_LR``); a lower-case bare
 # name is more likely a parameter missing its configurable (``learning_rate``) and is refused.
 _NAME = re.compile(r"^([A-Z_][A-Z0-9_]*|[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)*\.[A-Za-z_]\w*)$")
 _PAIRS = {"[": "]", "(": ")", "{": "}"}
-# What `capreolus-opt train` prints once the run ends (commands/train.py).
-_RUN_LINE = re.compile(r"^run ([0-9a-f]{32}) (COMPLETED|FAILED|INTERRUPTED)\b", re.MULTILINE)
 
 
 def split_top_level(text: str) -> list[str]:
@@ -129,17 +131,32 @@ def with_seeds(points: Sequence[list[str]], seeds: int, extra: Sequence[str] = (
 
 @dataclasses.dataclass
 class PointResult:
-    """Outcome of one grid point's training process."""
+    """Outcome of one grid point's training: its process's exit code and output, and the
+    run's outcome when one was recorded (None: refused, or the process died first)."""
 
     bindings: list[str]
     returncode: int
     output: str
+    outcome: RunOutcome | None = None
 
     @property
     def run_uuid(self) -> str | None:
-        """The run UUID that ``train`` reported, if it got that far."""
-        match = _RUN_LINE.search(self.output)
-        return match.group(1) if match else None
+        """The UUID of the point's run, if it got that far."""
+        return self.outcome.run_uuid if self.outcome is not None else None
+
+
+def read_outcome(path: str) -> RunOutcome | None:
+    """The outcome a point's ``train --outcome-json`` wrote (None: none, or no run recorded)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    try:
+        data = json.loads(text)
+        return RunOutcome.from_json(text) if data.get("run_uuid") else None
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def train_command(
@@ -163,16 +180,15 @@ def train_command(
 
 def observer_environment(observers: Sequence[str]) -> dict[str, str]:
     """The environment of a point's process: ours plus the observer URLs as a JSON list."""
-    from capreolus_opt.commands.train import OBSERVERS_ENV
+    from capreolus_opt.tracking.run import observer_environment as environment
 
-    return {**os.environ, OBSERVERS_ENV: json.dumps(list(observers))}
+    return environment(observers)
 
 
 def shown_command(argv: Sequence[str], observers: Sequence[str]) -> str:
     """A point's command line as a shell would take it, the observer URLs masked."""
     import shlex
 
-    from capreolus_opt.commands.train import OBSERVERS_ENV
     from capreolus_opt.storage import mask_url
 
     shown = json.dumps([mask_url(url) for url in observers])
@@ -186,30 +202,33 @@ def run_points(
     on_done: Callable[[int, PointResult], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> list[PointResult]:
-    """Run every argv (at most ``parallel`` at once) in ``env``; never raises for a failing
-    process."""
+    """Run every ``train`` argv (at most ``parallel`` at once) in ``env``, each told to write
+    its outcome as JSON (``--outcome-json``); never raises for a failing process."""
     if parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {parallel}")
 
-    def one(index: int) -> PointResult:
+    def one(index: int, folder: str) -> PointResult:
+        path = os.path.join(folder, f"{index}.json")
         try:
             proc = subprocess.run(
-                argvs[index],
+                [*argvs[index], "--outcome-json", path],
                 capture_output=True,
                 text=True,
                 check=False,
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-            result = PointResult(points[index], proc.returncode, proc.stdout + proc.stderr)
+            output = proc.stdout + proc.stderr
+            result = PointResult(points[index], proc.returncode, output, read_outcome(path))
         except OSError as exc:
             result = PointResult(points[index], -1, f"could not start: {exc}")
         if on_done is not None:
             on_done(index, result)
         return result
 
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(one, range(len(argvs))))
+    with tempfile.TemporaryDirectory(prefix="capreolus-sweep-") as folder:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(lambda i: one(i, folder), range(len(argvs))))
 
 
 def point_workdir(root: str) -> str:

@@ -1,13 +1,13 @@
 """One Optuna trial = one tracked ``capreolus-opt train`` run, in the worker's process.
 
-The run goes through the ``train`` command's own handler (every observer, redaction, resume, exit
-codes), with two additions: the run info holds ``tune: {study, trial}`` and the trial's user
-attributes hold ``run_uuid`` (so each points at the other), and the training's metrics sink is
-wrapped by :class:`TrialSink`, which reports every ``eval/...`` point of the searched metric to the
-trial. When the pruner says stop (not at the final evaluation), the sink records
-``stopped_reason: pruned`` in the run info and raises :class:`TrialPruned`, a ``KeyboardInterrupt``:
-the loop flushes its metrics, Sacred records the run INTERRUPTED (never FAILED) and the trial is
-told PRUNED.
+The run goes through :func:`capreolus_opt.tracking.run.run_tracked`, the call behind ``train``
+(every observer, redaction, resume, input checks, exit codes), with two additions: the run info
+holds ``tune: {study, trial}`` and the trial's user attributes hold ``run_uuid`` (so each points at
+the other), and the training's metrics sink is wrapped by :class:`TrialSink`, which reports every
+``eval/...`` point of the searched metric to the trial. When the pruner says stop (not at the final
+evaluation), the sink records ``stopped_reason: pruned`` in the run info and raises
+:class:`TrialPruned`, a ``KeyboardInterrupt``: the loop flushes its metrics, Sacred records the run
+INTERRUPTED (never FAILED) and the trial is told PRUNED.
 
 A trial interrupted by a signal (Slurm preemption or time-out, Ctrl-C) has written its checkpoint;
 the worker marks it ``stopped_reason: interrupted`` and enqueues a copy with the same parameters and
@@ -17,16 +17,15 @@ the worker marks it ``stopped_reason: interrupted`` and enqueues a copy with the
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from capreolus_opt.records import exit_codes
 from capreolus_opt.search.space import Dimension, suggest_bindings
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class TrialPruned(KeyboardInterrupt):
@@ -110,29 +109,29 @@ class TrialOutcome:
     pruned: bool
 
 
-def _train_args(
+def _request(
     spec: Any, gin_files: list[str], bindings: list[str], resume: str | None, info: dict
-) -> argparse.Namespace:
+) -> Any:
+    from capreolus_opt.tracking.run import RunRequest
+
     workdir = ""
     if spec.workdir_root and not resume:
         workdir = os.path.join(spec.workdir_root, info["run_uuid"])
-    from capreolus_opt.commands.train import train_arguments
-
-    return train_arguments(
+    return RunRequest(
         gin_files=gin_files,
-        gin_param=bindings,
+        gin_bindings=bindings,
         workdir=workdir,
-        observer=list(spec.observers) or None,
+        observers=list(spec.observers),
         resume=resume,
-        seed=None,
         capture=spec.capture,
-        run_info=info,
+        run_uuid=info["run_uuid"],
+        info=info,
     )
 
 
 def run_trial(spec: Any, trial: Any, dims: Sequence[Dimension], backend: Any) -> TrialOutcome:
     """Train the trial's point as a tracked run (resuming ``resume_run`` for a resumed trial)."""
-    from capreolus_opt.commands.train import handle_train
+    from capreolus_opt.tracking.run import RunInputError, run_tracked
 
     bindings = suggest_bindings(trial, dims)
     resume = trial.user_attrs.get("resume_run")
@@ -146,16 +145,20 @@ def run_trial(spec: Any, trial: Any, dims: Sequence[Dimension], backend: Any) ->
         trial.set_user_attr("run_uuid", run_uuid)
         info = {"run_uuid": run_uuid, "tune": {"study": spec.study, "trial": trial.number}}
         if resume:
-            args = _train_args(spec, [], [], resume, info)
+            request = _request(spec, [], [], resume, info)
         else:
-            args = _train_args(spec, list(spec.config), [*spec.gin_param, *bindings], None, info)
+            request = _request(spec, list(spec.config), [*spec.gin_param, *bindings], None, info)
         wrapped = TrialBackend(backend, trial, spec.metric, reported)
-        code = handle_train(args, backend=wrapped)
-        if resume and code == EXIT_BAD_INPUT and wrapped.sink is None:
-            # The interrupted run was never recorded (stopped before Sacred started): start over.
-            print(f"trial {trial.number}: run {resume} cannot be resumed; training afresh")
-            resume = None
-            continue
+        try:
+            code = run_tracked(request, backend=wrapped).exit_code
+        except RunInputError as exc:
+            if resume and wrapped.sink is None:
+                # The interrupted run was never recorded (stopped before Sacred started).
+                print(f"trial {trial.number}: run {resume} cannot be resumed; training afresh")
+                resume = None
+                continue
+            print(f"error: {exc}", file=sys.stderr)
+            code = exit_codes.INPUT
         sink = wrapped.sink
         return TrialOutcome(
             returncode=code,

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from capreolus_opt.optional import require
+from capreolus_opt.records import exit_codes
 from capreolus_opt.search import trial as trials
 from capreolus_opt.search.space import grid_search_space, parse_spaces
 
@@ -155,14 +156,14 @@ def _tell(study: Any, trial: Any, outcome: trials.TrialOutcome, metric: str) -> 
     TrialState = require("optuna.trial", "tune").TrialState
 
     code = outcome.returncode
-    if code == trials.EXIT_OK and outcome.value is not None:
+    if code == exit_codes.OK and outcome.value is not None:
         study.tell(trial, outcome.value)
         return None
-    if code == trials.EXIT_INTERRUPTED and outcome.pruned:
+    if code == exit_codes.INTERRUPTED and outcome.pruned:
         trial.set_user_attr("stopped_reason", "pruned")
         study.tell(trial, state=TrialState.PRUNED)
         return None
-    if code == trials.EXIT_INTERRUPTED:
+    if code == exit_codes.INTERRUPTED:
         frozen = study.get_trials(deepcopy=False)[trial.number]
         trial.set_user_attr("stopped_reason", "interrupted")
         study.enqueue_trial(
@@ -174,16 +175,16 @@ def _tell(study: Any, trial: Any, outcome: trials.TrialOutcome, metric: str) -> 
             },
         )
         study.tell(trial, state=TrialState.FAIL)
-        return trials.EXIT_INTERRUPTED
-    if code == trials.EXIT_OK:
+        return exit_codes.INTERRUPTED
+    if code == exit_codes.OK:
         trial.set_user_attr("stopped_reason", f"{metric} was never evaluated")
         study.tell(trial, state=TrialState.FAIL)
         print(f"error: the runs log no {metric!r} (give an eval/ metric the task computes)",
               file=sys.stderr)  # fmt: skip
-        return trials.EXIT_BAD_INPUT
-    trial.set_user_attr("stopped_reason", "failed" if code == trials.EXIT_FAILED else "bad input")
+        return exit_codes.INPUT
+    trial.set_user_attr("stopped_reason", "failed" if code == exit_codes.FAILED else "bad input")
     study.tell(trial, state=TrialState.FAIL)
-    return trials.EXIT_BAD_INPUT if code == trials.EXIT_BAD_INPUT else None
+    return exit_codes.INPUT if code == exit_codes.INPUT else None
 
 
 def run_worker(spec: SearchSpec, backend: Any = None) -> int:
@@ -196,15 +197,15 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
         study, dims = open_study(spec)
     except (StorageError, ValueError) as exc:
         print(f"error: {REDACTOR.redact(str(exc))}", file=sys.stderr)
-        return trials.EXIT_BAD_INPUT
+        return exit_codes.INPUT
     except Exception as exc:  # an unreachable server, a driver error: nothing was started
         cause = REDACTOR.redact(f"{type(exc).__name__}: {exc}")
         print(f"error: cannot open study {spec.study!r}: {cause}", file=sys.stderr)
-        return trials.EXIT_BAD_INPUT
+        return exit_codes.INPUT
     if backend is None:  # TensorFlow only once the study opened (a bad storage fails fast)
         import importlib
 
-        from capreolus_opt.cli import import_tensorflow_quietly
+        from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         backend = importlib.import_module("capreolus_opt.gin_bindings")
@@ -228,13 +229,13 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
             code = _tell(study, trial, outcome, spec.metric)
             if code is not None:
                 return code
-            failed += outcome.returncode == trials.EXIT_FAILED
+            failed += outcome.returncode == exit_codes.FAILED
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if stop:
-        return trials.EXIT_INTERRUPTED
-    return trials.EXIT_FAILED if failed else trials.EXIT_OK
+        return exit_codes.INTERRUPTED
+    return exit_codes.FAILED if failed else exit_codes.OK
 
 
 def _fail_state() -> Any:
@@ -249,7 +250,7 @@ def main() -> int:
     if not text:
         print(f"error: {SPEC_ENV} is not set (this module is started by capreolus-opt tune)",
               file=sys.stderr)  # fmt: skip
-        return trials.EXIT_BAD_INPUT
+        return exit_codes.INPUT
     from capreolus_opt.tracking.redact import install_log_redaction
 
     install_log_redaction()

@@ -90,6 +90,7 @@ def make_experiment(
     name: str = "capreolus_opt",
     backend: Any = None,
     flush_every_s: float = DEFAULT_BEAT_S,
+    parsed: Any = None,
 ) -> Experiment:
     """Return a new, unobserved Sacred experiment whose main function trains and records.
 
@@ -101,6 +102,10 @@ def make_experiment(
             TensorFlow).
         flush_every_s: how often metrics and a heartbeat are delivered to observers while
             training (the durability bound; recorded as ``info.beat_every_s``).
+        parsed: the run's config as :func:`capreolus_opt.tracking.run.parse_run_config` parsed
+            it (what :func:`~capreolus_opt.tracking.run.run_tracked` passes): the experiment
+            records it and parses nothing itself. Without it (Sacred's own command line), the
+            config hook parses ``gin_files`` and ``gin_bindings`` once, and the run uses that.
     """
     ex = Experiment(name, save_git_info=False)
     ex.logger = _redacting_logger()
@@ -121,24 +126,29 @@ def make_experiment(
     def fast():
         gin_files = [SMOKE_GIN]  # noqa: F841
 
+    # The config of the run being started: ``parsed`` when it is that run's, else parsed by the
+    # config hook (which runs once per run, before any observer records it).
+    state = {"parsed": None}
+
     @ex.config_hook
     def add_hparams(config, command_name, logger):
         _check_string_list(config["gin_files"], "gin_files")
         _check_string_list(config["gin_bindings"], "gin_bindings")
-        gin = get_backend()
-        gin.parse_config(list(config["gin_files"]), list(config["gin_bindings"]))
-        hparams = [[name, value] for name, value in gin.flat_hyperparameters()]
-        updates: dict[str, Any] = {"hparams": hparams}
-        seed = dict(gin.flat_hyperparameters()).get("train.seed")
-        if isinstance(seed, int):
-            updates["seed"] = seed
+        files, bindings = list(config["gin_files"]), list(config["gin_bindings"])
+        known = parsed
+        if known is None or (known.gin_files, known.gin_bindings) != (files, bindings):
+            from capreolus_opt.tracking.run import parse_run_config
+
+            known = parse_run_config(get_backend(), files, bindings)
+        state["parsed"] = known
+        updates: dict[str, Any] = {"hparams": [list(pair) for pair in known.hparams]}
+        if known.seed is not None:
+            updates["seed"] = known.seed
         return updates
 
     @ex.main
     def train(_run, gin_files, gin_bindings, workdir):
-        return _train_recorded(
-            _run, get_backend(), list(gin_files), list(gin_bindings), workdir, flush_every_s
-        )
+        return _train_recorded(_run, get_backend(), state["parsed"], workdir, flush_every_s)
 
     return ex
 
@@ -151,19 +161,18 @@ def _check_string_list(value: Any, key: str) -> None:
 def _train_recorded(
     run: Any,
     gin: Any,
-    gin_files: list[str],
-    gin_bindings: list[str],
+    parsed: Any,
     workdir: str,
     flush_every_s: float,
 ) -> dict[str, float]:
-    """Main function body: parse, train with a Sacred sink, record info/artifacts/result."""
+    """Main function body: train the parsed config with a Sacred sink, record
+    info/artifacts/result."""
     info = run.info
     info.setdefault("run_uuid", uuid.uuid4().hex)
     info["workdir"] = os.path.abspath(workdir or os.path.join("workdirs", info["run_uuid"]))
     info["versions"] = package_versions()
     info["beat_every_s"] = flush_every_s  # readers judge a silent heartbeat by it (DIED)
-    gin.parse_config(gin_files, gin_bindings)
-    info["gin_config"] = gin.config_text()
+    info["gin_config"] = parsed.config_text
     sink = SacredMetricsSink(run, flush_every_s=flush_every_s)
     with tempfile.TemporaryDirectory(prefix="capreolus-artifacts-") as tmp:
 

@@ -26,6 +26,8 @@ from sacred.dependencies import get_digest
 from sacred.observers import FileStorageObserver, MongoObserver
 from sacred.serializer import flatten
 
+from capreolus_opt.records import status as run_status
+
 
 class _OwnIds:
     """Mixin: the observer allocates its own run id instead of taking the one Sacred passes on.
@@ -94,7 +96,7 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
         text = json.dumps(flatten(obj), sort_keys=True, indent=2)
         # A heartbeat's run.json need not reach the disk platter: rename keeps it whole, and the
         # next beat rewrites it (an fsync per beat cost ~80 ms on a busy shared disk).
-        beat_only = filename == "run.json" and obj.get("status") == "RUNNING"
+        beat_only = filename == "run.json" and obj.get("status") == run_status.RUNNING
         self._write_if_changed(filename, text.encode("utf-8"), sync=not beat_only)
 
     def save_cout(self) -> None:
@@ -192,7 +194,7 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
 
     def completed_event(self, stop_time: Any, result: Any) -> None:
         """Mark COMPLETED once everything else is on disk."""
-        self._final(stop_time=stop_time.isoformat(), result=result, status="COMPLETED")
+        self._final(stop_time=stop_time.isoformat(), result=result, status=run_status.COMPLETED)
 
     def interrupted_event(self, interrupt_time: Any, status: str) -> None:
         """Mark INTERRUPTED (or Sacred's status) once everything else is on disk."""
@@ -200,7 +202,9 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
 
     def failed_event(self, fail_time: Any, fail_trace: Any) -> None:
         """Mark FAILED, with the trace, once everything else is on disk."""
-        self._final(stop_time=fail_time.isoformat(), status="FAILED", fail_trace=fail_trace)
+        self._final(
+            stop_time=fail_time.isoformat(), status=run_status.FAILED, fail_trace=fail_trace
+        )
 
     def missing(self) -> str | None:
         """What this run's folder still lacks (None when complete)."""

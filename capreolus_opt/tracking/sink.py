@@ -26,7 +26,7 @@ was logged (plus the time of one delivery); FileStorage then syncs it to disk (r
 one, which bounds its cost for very long runs), SQL commits it. So SIGKILL or a power cut loses at
 most the points of the last ``flush_every_s`` seconds (3 s by default). The run records
 ``info.beat_every_s``; readers show a RUNNING run whose heartbeat is more than
-:data:`~capreolus_opt.runs.records.STALE_BEATS` beats old as ``DIED``.
+:data:`~capreolus_opt.records.status.STALE_BEATS` beats old as ``DIED``.
 
 Cost (measured, benchmarks/tracking_overhead.py, quickstart 300 steps, FileStorage + SQLite):
 tracking time 0.54% of the run's wall time, observer calls on all threads 0.55%; on a 10 s run

@@ -38,6 +38,7 @@ from sacred.observers import SqlObserver
 from sacred.observers.sql_bases import Artifact, Base, Experiment, Host, Run
 from sacred.serializer import flatten
 
+from capreolus_opt.records import status as run_status
 from capreolus_opt.storage import parse_location
 from capreolus_opt.storage.sql import OUR_TABLES, SCHEMA, metrics_table, result_table, sql_engine
 
@@ -294,7 +295,9 @@ class SqlMetricsObserver(SqlObserver):
     def completed_event(self, stop_time, result) -> None:
         """Mark the run COMPLETED and store its result."""
         self._set_result(result)
-        self._final(stop_time=stop_time, result=self._float_or_none(result), status="COMPLETED")
+        self._final(
+            stop_time=stop_time, result=self._float_or_none(result), status=run_status.COMPLETED
+        )
 
     def interrupted_event(self, interrupt_time, status) -> None:
         """Mark the run INTERRUPTED (or Sacred's status)."""
@@ -302,7 +305,7 @@ class SqlMetricsObserver(SqlObserver):
 
     def failed_event(self, fail_time, fail_trace) -> None:
         """Mark the run FAILED with its trace."""
-        self._final(stop_time=fail_time, fail_trace="\n".join(fail_trace), status="FAILED")
+        self._final(stop_time=fail_time, fail_trace="\n".join(fail_trace), status=run_status.FAILED)
 
     def missing(self) -> str | None:
         """What the stored run still lacks after the final event (None when complete)."""

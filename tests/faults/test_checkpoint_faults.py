@@ -184,18 +184,19 @@ def test_cli_truncated_checkpoint_falls_back_and_garbage_state_resumes(tmp_path:
     first = cli_train(tmp_path)  # smoke.gin: 8 steps, checkpoints at 4 and 8
     assert first.returncode == 0, first.stderr
     truncate(tmp_path / "w" / DATA.format(8))
-    second = cli_train(tmp_path, resume=run_uuid(first))
+    # The run is COMPLETED (final): it is continued with more steps.
+    second = cli_train(tmp_path, "train.num_steps = 12", resume=run_uuid(first))
     assert second.returncode == 0, second.stderr
     assert f"{tmp_path / 'w' / DATA.format(8)} cannot be read" in second.stderr
     assert f"falling back to checkpoint {tmp_path / 'w' / 'ckpt-4'}" in second.stderr
-    assert recorded(tmp_path, 2) == ("COMPLETED", [6, 8])  # steps 5..8 trained again
-    assert checkpoint_step(tmp_path / "w") == 8
+    assert recorded(tmp_path, 2) == ("COMPLETED", [6, 8, 10, 12])  # steps 5..8 trained again
+    assert checkpoint_step(tmp_path / "w") == 12
 
     (tmp_path / "w" / "checkpoint").write_text("garbage")
-    third = cli_train(tmp_path, "train.num_steps = 12", resume=run_uuid(second))
+    third = cli_train(tmp_path, "train.num_steps = 16", resume=run_uuid(second))
     assert third.returncode == 0, third.stderr
     assert f"checkpoint state file {tmp_path / 'w' / 'checkpoint'} is unreadable" in third.stderr
-    assert recorded(tmp_path, 3) == ("COMPLETED", [10, 12])  # from step 8, not from 0
+    assert recorded(tmp_path, 3) == ("COMPLETED", [14, 16])  # from step 12, not from 0
 
 
 @pytest.mark.slow
@@ -203,7 +204,7 @@ def test_cli_only_checkpoint_truncated_fails_naming_the_file(tmp_path: Path) -> 
     first = cli_train(tmp_path, "train.num_steps = 4")
     assert first.returncode == 0, first.stderr
     truncate(tmp_path / "w" / DATA.format(4))
-    second = cli_train(tmp_path, resume=run_uuid(first))
+    second = cli_train(tmp_path, "train.num_steps = 8", resume=run_uuid(first))
     assert second.returncode == 1
     assert "CheckpointReadError: no readable checkpoint in" in second.stderr
     assert f"{tmp_path / 'w' / DATA.format(4)} cannot be read" in second.stderr

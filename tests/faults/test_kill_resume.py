@@ -15,8 +15,9 @@ import time
 
 import pytest
 
+from capreolus_opt.records.status import STALE_BEATS
 from capreolus_opt.runs import load_runs
-from capreolus_opt.runs.records import STALE_BEATS, continued_metrics
+from capreolus_opt.runs.records import continued_metrics
 from tests.cli_helpers import run_cli
 from tests.faults.fault_tools import TrainProcess, file_steps, smoke_args, wait_until
 

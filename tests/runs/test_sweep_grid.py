@@ -106,10 +106,18 @@ def test_sweep_runs_selects_by_start_time_and_bindings():
     ]  # fmt: skip
 
 
-def test_point_result_reads_the_uuid_train_printed():
-    out = "noise\nrun 0bb15d4b39bf4e1886dbb0176088aa73 FAILED:\nTraceback"
-    assert sweep.PointResult(["A.x = 1"], 1, out).run_uuid == "0bb15d4b39bf4e1886dbb0176088aa73"
-    assert sweep.PointResult(["A.x = 1"], 2, "error: bad binding").run_uuid is None
+def test_a_point_reports_its_run_as_json_not_as_text(tmp_path):
+    from capreolus_opt.tracking.run import RunOutcome
+
+    outcome = RunOutcome("0bb15d4b39bf4e1886dbb0176088aa73", "FAILED", 1, message="Traceback")
+    (tmp_path / "0.json").write_text(outcome.to_json())
+    (tmp_path / "1.json").write_text('{"run_uuid": null, "exit_code": 2, "message": "bad"}')
+    assert sweep.read_outcome(str(tmp_path / "0.json")) == outcome
+    assert sweep.read_outcome(str(tmp_path / "1.json")) is None  # refused: nothing recorded
+    assert sweep.read_outcome(str(tmp_path / "missing.json")) is None  # died before writing
+    printed = "run 0bb15d4b39bf4e1886dbb0176088aa73 COMPLETED"  # text is no longer read
+    assert sweep.PointResult(["A.x = 1"], 0, printed).run_uuid is None
+    assert sweep.PointResult(["A.x = 1"], 1, "", outcome).run_uuid == outcome.run_uuid
 
 
 def test_a_macro_in_capitals_is_a_grid_name():

@@ -13,6 +13,7 @@ import pytest
 
 from capreolus_opt.cli import main as run_cli
 from capreolus_opt.launchers import local, slurm
+from capreolus_opt.records import exit_codes
 from capreolus_opt.runs import sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +50,9 @@ def test_bad_slurm_flags_are_refused(tmp_path, flag, value):
 def test_workers_import_this_package_and_exit_codes_combine():
     env = local.child_env({"X": "1"})
     assert env["PYTHONPATH"].split(os.pathsep)[0] == local.PACKAGE_ROOT and env["X"] == "1"
-    assert local.combined_exit_code([0, 130, 2]) == 2
-    assert local.combined_exit_code([0, 130]) == 130
-    assert local.combined_exit_code([0, 1]) == 1 and local.combined_exit_code([0, 0]) == 0
+    assert exit_codes.combined([0, 130, 2]) == 2
+    assert exit_codes.combined([0, 130]) == 130
+    assert exit_codes.combined([0, 1]) == 1 and exit_codes.combined([0, 0]) == 0
 
 
 def test_sweep_keeps_urls_with_passwords_off_the_argv(capsys, monkeypatch):
@@ -67,7 +68,7 @@ def test_sweep_keeps_urls_with_passwords_off_the_argv(capsys, monkeypatch):
 
 
 def test_train_reads_observers_from_the_environment(tmp_path, monkeypatch):
-    from capreolus_opt.commands import train as cli
+    from capreolus_opt.tracking import run as cli
 
     monkeypatch.setenv("CAPREOLUS_OPT_OBSERVERS", json.dumps([f"file://{tmp_path}/envruns"]))
     assert cli.observer_urls(None) == [f"file://{tmp_path}/envruns"]

@@ -25,6 +25,11 @@ DEFAULTS = {
 }
 
 
+#: What ``train --resume`` may change here (the fault-injection knobs and the step count).
+RESUME_MAY_CHANGE = ("train.steps", "train.interrupt_at", "train.fail_at", "train.sleep")
+STEPS_PARAM = "train.steps"
+
+
 class FakeTable:
     def to_records(self):
         return [

@@ -10,14 +10,8 @@ import datetime as dt
 
 import pytest
 
-from capreolus_opt.runs.records import (
-    SACRED_BEAT_S,
-    STALE_BEATS,
-    MetricSeries,
-    build_run,
-    continued_metrics,
-    live_status,
-)
+from capreolus_opt.records.status import SACRED_BEAT_S, STALE_BEATS, live_status
+from capreolus_opt.runs.records import MetricSeries, build_run, continued_metrics
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 

@@ -148,9 +148,12 @@ def test_interrupted_run_then_resume_equals_uninterrupted(in_tmp, capsys):
         for name, points in file_metrics(first_dir).items()
     }
     assert combined == expected_points(range(1, 8))
-    # Resume by UUID, looked up in the SQL database (nothing left to train: 0 new points).
+    # Resume by UUID, looked up in the SQL database: a COMPLETED run continues only with more
+    # steps.
     uuid = second_info["run_uuid"]
-    assert train(["--resume", uuid, "--observer", db]) == 0
+    assert train(["--resume", uuid, "--observer", db]) == 2
+    assert "is COMPLETED, and a finished run is final" in capsys.readouterr().err
+    assert train(["--resume", uuid, "--observer", db, "--gin_param", "train.steps = 9"]) == 0
     assert "COMPLETED" in capsys.readouterr().out
 
 

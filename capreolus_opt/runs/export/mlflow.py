@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from capreolus_opt.optional import require
+from capreolus_opt.records import status
 from capreolus_opt.runs.export.common import (
     epoch_seconds,
     hparam_text,
@@ -38,7 +39,8 @@ from capreolus_opt.runs.export.common import (
 from capreolus_opt.runs.records import Run
 
 UUID_TAG = "capreolus_opt.run_uuid"
-_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INTERRUPTED": "KILLED"}
+# Our statuses as MLflow's RunStatus names.
+_STATUS = {status.COMPLETED: "FINISHED", status.FAILED: "FAILED", status.INTERRUPTED: "KILLED"}
 _MAX_KEY, _MAX_VALUE, _BATCH = 250, 6000, 1000
 # Set last: a run without it is a crashed export, deleted and exported again.
 _DONE_TAG = "capreolus_opt.exported"
