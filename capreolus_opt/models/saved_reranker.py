@@ -58,13 +58,7 @@ def load_reranker(workdir: str) -> SavedReranker:
     model, encoder = _rebuild(spec, best, spec_path)
     # Every variable from the weights file, checked by path, shape and dtype (also for a
     # .keras model, whose own loading would only warn about a mismatch).
-    weights = os.path.join(best, "model.weights.npz")
-    try:
-        restore_weights(model, weights)
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        # np.load of a truncated or non-npz file: name the file, not numpy's internals
-        raise ValueError(f"{weights} is unreadable (expected the saved model weights, .npz): "
-                         f"{err}") from None  # fmt: skip
+    restore_weights(model, os.path.join(best, "model.weights.npz"))
     try:
         return SavedReranker(
             model=model,
