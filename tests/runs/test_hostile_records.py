@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,34 @@ def test_export_into_an_unusable_logdir_is_one_line_exit_2(observers, tmp_path, 
     assert err.startswith(f"error: --logdir {logdir}: ") and "\n" not in err
     assert ("is a file, expected a folder" if kind == "file" else "cannot create") in err
     assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def _silent_listener() -> socket.socket:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # accepts connections into its backlog, never answers
+    return server
+
+
+@pytest.mark.parametrize("server", ["refused", "silent"])
+def test_export_mlflow_to_an_unreachable_server_is_bounded_one_line(
+    observers, server, monkeypatch, capsys
+):
+    pytest.importorskip("mlflow")
+    from capreolus_opt.runs.export import mlflow as exporter
+
+    monkeypatch.setattr(exporter, "TIMEOUT_S", 1.0)
+    record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]]), [observers["make_file"]()])
+    listener = _silent_listener()
+    port = listener.getsockname()[1]
+    if server == "refused":
+        listener.close()
+    try:
+        uri = f"http://user:secret@127.0.0.1:{port}"
+        assert _export(["export", "mlflow", observers["file"], "--tracking-uri", uri]) == 2
+    finally:
+        listener.close()
+    err = capsys.readouterr().err.strip()
+    assert f"--tracking-uri http://user:***@127.0.0.1:{port}: no MLflow server answered" in err
+    assert "secret" not in err and len(err.splitlines()) == 1
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
