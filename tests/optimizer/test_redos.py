@@ -59,3 +59,17 @@ def test_ordinary_patterns_still_group_variables():
     opt = AdamMultilr(learning_rate=1e-3, pattern_lrs=[{"patterns": ["head/"], "lr": 1e-2}])
     opt.build(model.trainable_variables)
     assert [len(v) for v in opt.variables_by_group().values()] == [2, 2]
+
+
+def test_groups_command_names_the_catastrophic_pattern(capsys):
+    import argparse
+
+    from capreolus_opt.commands import groups
+    from tests.cli_helpers import SMOKE
+
+    binding = 'AdamMultilr.pattern_lrs = [{"patterns": ["(a|aa)+$"], "lr": 1e-4}]'
+    args = argparse.Namespace(gin_files=[SMOKE], gin_param=[binding], strict=False, format="text")
+    assert groups.run(args) == 1
+    err = capsys.readouterr().err
+    assert "error: pattern_lrs[0]['patterns'][0] '(a|aa)+$' took more than" in err
+    assert "Traceback" not in err

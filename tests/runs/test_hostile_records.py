@@ -143,3 +143,24 @@ def test_export_mlflow_to_an_unreachable_server_is_bounded_one_line(
     assert f"--tracking-uri http://user:***@127.0.0.1:{port}: no MLflow server answered" in err
     assert "secret" not in err and len(err.splitlines()) == 1
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+
+
+def test_compare_diff_plot_skip_a_hostile_record_and_name_it(observers, tmp_path, capsys):
+    from tests.runs.run_fixtures import run_cli
+
+    good = [Spec(hparams=[["AdamMultilr.learning_rate", lr]]) for lr in (1e-3, 3e-4)]
+    for spec in good:
+        record_run(spec, [observers["make_sql"]()])
+    record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-4]], run_uuid="../../x"),
+               [observers["make_sql"]()])  # fmt: skip
+    source = observers["sqlite"]
+    assert run_cli(["compare", source, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(row["run"] for row in json.loads(out)) == sorted(s.run_uuid for s in good)
+    assert "run.id=3: info.run_uuid '../../x' is not a run UUID" in err
+    a, b = (s.run_uuid[:8] for s in good)
+    assert run_cli(["diff", "--source", source, a, b]) == 0
+    assert "'../../x' is not a run UUID" in capsys.readouterr().err
+    target = tmp_path / "p.png"
+    assert run_cli(["plot", source, "--metric", "train/loss", "-o", str(target)]) == 0
+    assert target.is_file() and "'../../x'" in capsys.readouterr().err
