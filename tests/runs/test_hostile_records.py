@@ -164,3 +164,24 @@ def test_compare_diff_plot_skip_a_hostile_record_and_name_it(observers, tmp_path
     target = tmp_path / "p.png"
     assert run_cli(["plot", source, "--metric", "train/loss", "-o", str(target)]) == 0
     assert target.is_file() and "'../../x'" in capsys.readouterr().err
+
+
+def test_a_hostile_mongo_record_is_skipped_naming_it(observers):
+    record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]], run_uuid="/etc/x"),
+               [observers["make_mongo"]()])  # fmt: skip
+    good = Spec(hparams=[["AdamMultilr.learning_rate", 3e-4]])
+    record_run(good, [observers["make_mongo"]()])
+    runs = load_runs(observers["mongo"], mongo_client_factory=observers["mongo_factory"])
+    assert [run.run_uuid for run in runs] == [good.run_uuid]
+    assert "info.run_uuid '/etc/x' is not a run UUID" in str(runs.problems[0])
+
+
+def test_a_hostile_run_folder_given_to_resume_or_rerank_is_refused_naming_the_value(observers):
+    from capreolus_opt.runs.load import find_recorded_run
+
+    record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]], run_uuid="../../x"),
+               [observers["make_file"]()])  # fmt: skip
+    folder = os.path.join(observers["file"], "1")
+    with pytest.raises(ValueError, match=r"is not a readable run folder: info.run_uuid "
+                       r"'\.\./\.\./x' is not a run UUID"):  # fmt: skip
+        find_recorded_run(folder, [])
