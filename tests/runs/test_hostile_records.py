@@ -185,3 +185,22 @@ def test_a_hostile_run_folder_given_to_resume_or_rerank_is_refused_naming_the_va
     with pytest.raises(ValueError, match=r"is not a readable run folder: info.run_uuid "
                        r"'\.\./\.\./x' is not a run UUID"):  # fmt: skip
         find_recorded_run(folder, [])
+
+
+@pytest.mark.slow
+def test_sweep_table_skips_a_hostile_record_in_its_observer(tmp_path, monkeypatch, capsys):
+    from sacred.observers import FileStorageObserver
+
+    from tests.cli_helpers import SMOKE
+    from tests.runs.run_fixtures import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]], run_uuid="../../x"),
+               [FileStorageObserver(str(tmp_path / "runs"))])  # fmt: skip
+    code = run_cli(["sweep", SMOKE, "--grid", "train.num_steps=[4]", "--observer",
+                    f"file://{tmp_path / 'runs'}"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "1 of 1 points succeeded" in out
+    assert "info.run_uuid '../../x' is not a run UUID" in err
+    assert not (tmp_path.parent / "x").exists()
