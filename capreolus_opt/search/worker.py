@@ -171,6 +171,7 @@ def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
     The dead trial's run record still says RUNNING; readers show it as DIED once its own
     heartbeat is stale (runs/records.py), which happens well before :data:`STALE_AFTER_S`.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     now = time.time() if now is None else now
@@ -180,9 +181,16 @@ def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
         last = frozen.user_attrs.get("heartbeat", start)
         if now - float(last) <= STALE_AFTER_S:
             continue
-        # Optuna has no public way to set a user attribute on another process's trial.
-        study._storage.set_trial_user_attr(frozen._trial_id, "stopped_reason", "died")
-        study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+        # Optuna's own fail_stale_trials does this through the storage (no public API for
+        # another process's trial); of several workers starting at once, only the one whose
+        # state change succeeds enqueues the copy.
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(frozen._trial_id, "stopped_reason", "died")
+            if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue
         attrs = {
             "resumes_trial": frozen.number,
             "earlier_values": sorted([s, v] for s, v in frozen.intermediate_values.items()),

@@ -139,3 +139,17 @@ def test_a_sigkilled_worker_leaves_no_running_trial_for_ever(tmp_path):
     status = tune("--status", "--study", "k", "--storage", storage, "--observer", "file://runs",
                   cwd=tmp_path)  # fmt: skip
     assert "died" in status.stdout and "COMPLETED" in status.stdout
+
+
+def test_two_workers_failing_the_same_dead_trial_enqueue_one_copy(tmp_path):
+    storage = open_storage(f"journal://{tmp_path}/s.log")
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask()
+    dead.set_user_attr("heartbeat", 1000.0)
+    other = optuna.load_study(study_name="s", storage=open_storage(f"journal://{tmp_path}/s.log"))
+    stale = study.get_trials(deepcopy=False)
+    assert worker.fail_dead_trials(study, now=5000.0) == [0]
+    # A second worker that read the trial as RUNNING just before: nothing more happens.
+    other.get_trials = lambda deepcopy=True, states=None: stale
+    assert worker.fail_dead_trials(other, now=5000.0) == []
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]
