@@ -268,6 +268,7 @@ def _parse_file(path: str) -> None:
     # not beside the including file, and has no public API for it: a user file that includes a
     # shipped config by absolute path broke on that config's own `include 'quickstart.gin'`.
     prefixes = gin.config._LOCATION_PREFIXES
+    _refuse_include_cycle(os.path.abspath(path), [])
     folders = _include_folders(os.path.abspath(path))
     prefixes[0:0] = folders
     # gin's package-resource reader logs "Path not found" (root logger) for every folder tried
@@ -285,6 +286,28 @@ def _parse_file(path: str) -> None:
 
 def _quiet_path_misses(record: logging.LogRecord) -> bool:
     return record.msg != "Path not found: %s"
+
+
+def _included_files(path: str) -> list[str]:
+    """The files ``path`` includes that exist, resolved beside ``path`` (absolute paths)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    out = []
+    for match in _INCLUDE.finditer(text):
+        target = os.path.join(os.path.dirname(path), match.group(2))
+        if os.path.isfile(target):
+            out.append(os.path.abspath(target))
+    return out
+
+
+def _refuse_include_cycle(path: str, chain: list[str]) -> None:
+    # gin follows includes without a guard: a file that includes itself, directly or through
+    # others, ends in a RecursionError deep inside gin's parser.
+    if path in chain:
+        cycle = " -> ".join([*chain[chain.index(path) :], path])
+        raise GinConfigError(f"gin file {path!r} includes itself ({cycle}); expected no cycles")
+    for included in _included_files(path):
+        _refuse_include_cycle(included, [*chain, path])
 
 
 def _include_folders(path: str) -> list[str]:

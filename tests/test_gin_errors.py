@@ -56,3 +56,33 @@ def test_parsing_the_same_inputs_twice_parses_once(monkeypatch):
     assert len(calls) == 1
     gin_bindings.parse_config([SMOKE], ["train.num_steps = 4"])  # other inputs: parsed again
     assert len(calls) == 2 and gin_bindings.configured("train.num_steps") == 4
+
+
+def test_a_file_including_itself_is_one_error_naming_the_cycle(tmp_path):
+    own = tmp_path / "own.gin"
+    own.write_text("include 'own.gin'\ntrain.num_steps = 2\n")
+    with pytest.raises(gin_bindings.GinConfigError, match="own.gin' includes itself") as info:
+        gin_bindings.parse_config([str(own)], [])
+    assert f"({own} -> {own})" in str(info.value)
+    (tmp_path / "a.gin").write_text("include 'b.gin'\n")
+    (tmp_path / "b.gin").write_text(f"include '{SMOKE}'\ninclude 'a.gin'\n")
+    with pytest.raises(gin_bindings.GinConfigError, match="a.gin -> .*b.gin -> .*a.gin"):
+        gin_bindings.parse_config([str(tmp_path / "a.gin")], [])
+
+
+def test_a_diamond_of_includes_is_not_a_cycle(tmp_path):
+    (tmp_path / "d.gin").write_text(f"include '{SMOKE}'\n")
+    (tmp_path / "b.gin").write_text("include 'd.gin'\n")
+    (tmp_path / "c.gin").write_text("include 'd.gin'\n")
+    (tmp_path / "a.gin").write_text("include 'b.gin'\ninclude 'c.gin'\ntrain.num_steps = 3\n")
+    gin_bindings.parse_config([str(tmp_path / "a.gin")], [])
+    assert gin_bindings.configured("train.num_steps") == 3
+
+
+@pytest.mark.slow
+def test_a_self_including_file_exits_2_through_the_cli_unrecorded(tmp_path):
+    (tmp_path / "own.gin").write_text("include 'own.gin'\n")
+    proc = run_cli("train", "own.gin", "--observer", "file://runs", cwd=tmp_path)
+    assert proc.returncode == 2 and "includes itself" in proc.stderr
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

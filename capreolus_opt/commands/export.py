@@ -3,7 +3,8 @@
 SOURCES are read as by ``compare`` (folders, ``sqlite:///``, ``postgresql://``, ``mongodb://``;
 runs stored in several merge into one). ``--where``/``--status`` select runs as in ``compare``.
 Exit codes: 0 (also "no runs found"), 1 when nothing could be read or the tracker failed,
-2 for bad arguments or a missing extra (``pip install 'capreolus_opt[tensorboard]'`` /
+2 for bad arguments, an unusable ``--logdir``, an MLflow server that does not answer within
+10 s, or a missing extra (``pip install 'capreolus_opt[tensorboard]'`` /
 ``'capreolus_opt[mlflow]'``). Neither TensorFlow nor the trackers are imported until a handler
 runs.
 """
@@ -55,6 +56,9 @@ def tensorboard_handler(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_codes.INPUT
+    except OSError as exc:  # the disk filled mid-export: the run being written is not kept
+        print(f"error: writing under --logdir {args.logdir} failed: {exc}", file=sys.stderr)
+        return exit_codes.FAILED
     points = sum(written.values())
     print(f"wrote {len(written)} runs ({points} points) to {args.logdir}; "
           f"view them with: tensorboard --logdir {args.logdir}")  # fmt: skip
@@ -73,8 +77,9 @@ def mlflow_handler(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_codes.INPUT
-    except Exception as exc:  # MlflowException and the store's own errors (unreachable server)
-        print(f"error: MLflow at {args.tracking_uri!r} failed: {exc}", file=sys.stderr)
+    except Exception as exc:  # MlflowException and the store's own errors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: MLflow at {args.tracking_uri!r} failed: {first}", file=sys.stderr)
         return exit_codes.FAILED
     print(f"exported {added} runs to experiment {args.experiment!r} at {args.tracking_uri} "
           f"({skipped} already there)")  # fmt: skip

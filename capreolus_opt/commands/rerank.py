@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--topics", required=True, metavar="FILE", help="qid<TAB>text or TREC")
     parser.add_argument("--collection", required=True, metavar="FILE", help="TSV or JSONL")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="TREC run to write")
+    parser.add_argument("--force", action="store_true", help="replace OUT when it already exists")
     parser.add_argument("--top-k", type=int, default=100, help="candidates per query (100)")
     parser.add_argument("--batch-size", type=int, default=256, help="pairs per model call (256)")
     parser.add_argument("--qrels", metavar="FILE", help="print the metrics of the written run")
@@ -56,6 +57,11 @@ def resolve_workdir(ref: str, sources: list[str]) -> str:
     """The workdir of ``ref`` (a workdir, a FileStorage run folder or a run UUID)."""
     if os.path.isdir(os.path.join(ref, "best")):
         return ref
+    if os.path.isdir(ref) and not os.path.exists(os.path.join(ref, "run.json")):
+        raise ValueError(
+            f"{ref} has no best/ folder: expected a training workdir holding best/ (the best "
+            "model by the dev metric), a FileStorage run folder or a run UUID"
+        )
     from capreolus_opt.runs.load import find_recorded_run
 
     run = find_recorded_run(ref, sources)  # a run folder, or a UUID looked up in the sources
@@ -72,6 +78,10 @@ def handle_rerank(args: argparse.Namespace) -> int:
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir):
         return _error(f"-o {args.output}: the folder {out_dir} does not exist")
+    if os.path.isdir(args.output):
+        return _error(f"-o {args.output}: is a folder, expected the path of a run file to write")
+    if os.path.lexists(args.output) and not getattr(args, "force", False):
+        return _error(f"-o {args.output}: already exists (pass --force to replace it)")
     try:
         workdir = resolve_workdir(args.run, args.source or ["file://runs"])
         spec = os.path.join(workdir, "best", "reranker.json")
@@ -93,6 +103,8 @@ def handle_rerank(args: argparse.Namespace) -> int:
         write_run(args.output, scores, tag=args.tag)
     except ValueError as exc:  # DataError included: bad input, nothing written
         return _error(str(exc))
+    except OSError as exc:  # -o unwritable, disk full: write_run leaves nothing behind
+        return _error(f"-o {args.output}: cannot write the run file ({exc.strerror or exc})")
     pairs = sum(len(d) for d in scores.values())
     weight = reranker.best.get("interpolation_weight")
     mixed = "" if weight is None else f", interpolated with the first stage (weight {weight})"

@@ -117,12 +117,33 @@ def _spec(args: argparse.Namespace, storage: str) -> Any:
     )  # fmt: skip
 
 
+def _check_against_config(args: argparse.Namespace, spec: Any) -> None:
+    """The space and the metric against the gin config, before any study is created or opened
+    (a typo must not create a study named after it). The metric needs the task built, which a
+    Slurm submission host may not be able to do (data on the cluster): checked locally only."""
+    import importlib
+
+    from capreolus_opt.search.check import check_search
+    from capreolus_opt.search.space import parse_spaces
+    from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    backend = importlib.import_module("capreolus_opt.gin_bindings")
+    check_search(spec, parse_spaces(spec.spaces), backend, metric=args.launcher != "slurm")
+
+
 def _show_status(args: argparse.Namespace, storage: str) -> int:
     from capreolus_opt.optional import require
     from capreolus_opt.search.status import status_text
-    from capreolus_opt.search.storage import open_storage
+    from capreolus_opt.search.storage import open_storage, storage_file
 
     optuna = require("optuna", "tune")
+    missing = storage_file(storage)
+    if missing is not None and not os.path.isfile(missing):
+        return _fail(
+            f"--storage {storage}: no such file {missing} (expected the storage of an existing "
+            "study; `tune --status` never creates one)"
+        )
     try:
         study = optuna.load_study(study_name=args.study, storage=open_storage(storage))
     except KeyError:
@@ -144,6 +165,7 @@ def handle_tune(args: argparse.Namespace) -> int:
         if args.status:
             return _show_status(args, storage)
         spec = _spec(args, storage)
+        _check_against_config(args, spec)
     except (StorageError, ValueError) as exc:
         return _fail(str(exc))
     from capreolus_opt.optional import require

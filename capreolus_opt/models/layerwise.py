@@ -34,6 +34,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from capreolus_opt.optimizer.bounded_regex import compile_bounded
+
 BERT_EMBEDDING_PATTERNS = (
     r"^token_embedding/",
     r"^position_embedding/",
@@ -140,12 +142,10 @@ def _check_stack(stack: Any, where: str, names: set) -> tuple[str, int, str, lis
     names.add(name)
     _check_num_layers(stack["num_layers"], f"{where}['num_layers']")
     regex = stack["layer_regex"]
-    try:
-        compiled = re.compile(regex)
-    except (re.error, TypeError) as err:
-        raise ValueError(
-            f"{where}['layer_regex'] is not a valid regex: {err}. Received: {regex!r}"
-        ) from None
+    if not isinstance(regex, str):
+        raise ValueError(f"{where}['layer_regex'] is not a valid regex. Received: {regex!r}")
+    # Compiled with a time bound, as pattern_lrs are (it becomes part of the group patterns).
+    compiled = compile_bounded(regex, f"{where}['layer_regex']")
     if compiled.groups != 1:
         raise ValueError(
             f"{where}['layer_regex'] must have exactly one capture group (the depth), e.g. "

@@ -183,6 +183,16 @@ class RerankingTask:
             return self._trec.metrics(outputs)
         return ranking_metrics(outputs, k=self.metrics_cutoff)
 
+    def eval_metric_names(self) -> list[str]:
+        """The keys :meth:`eval_metrics` returns (what searches may optimise as ``eval/NAME``),
+        known without evaluating anything."""
+        if self._trec is not None:
+            from capreolus_opt.data.trec.measures import MEASURES
+
+            names = list(MEASURES)
+            return [*names, "interpolation_weight"] if self._trec.interpolate else names
+        return [f"mrr@{self.metrics_cutoff}", f"ndcg@{self.metrics_cutoff}"]
+
     # --- TREC data: the optional protocol of training/selection.py ----------------------
     @property
     def selection_metric(self) -> str | None:

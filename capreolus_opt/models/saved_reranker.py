@@ -53,21 +53,43 @@ def load_reranker(workdir: str) -> SavedReranker:
             f"{workdir} holds no saved reranker ({spec_path} is missing): only runs over "
             "TrecRerankingData keep their best model"
         )
-    with open(spec_path, encoding="utf-8") as f:
-        spec = json.load(f)
+    spec = _json_object(spec_path, ("max_query_length", "max_doc_length"))
+    best_path = os.path.join(best, "best.json")
+    best_info = _json_object(best_path, ("step",))  # read first: cheap, and names a bad file
     model, encoder = _rebuild(spec, best, spec_path)
     # Every variable from the weights file, checked by path, shape and dtype (also for a
     # .keras model, whose own loading would only warn about a mismatch).
     restore_weights(model, os.path.join(best, "model.weights.npz"))
-    with open(os.path.join(best, "best.json"), encoding="utf-8") as f:
-        best_info = json.load(f)
-    return SavedReranker(
-        model=model,
-        encoder=encoder,
-        max_query_length=int(spec["max_query_length"]),
-        max_doc_length=int(spec["max_doc_length"]),
-        best=best_info,
-    )
+    try:
+        return SavedReranker(
+            model=model,
+            encoder=encoder,
+            max_query_length=int(spec["max_query_length"]),
+            max_doc_length=int(spec["max_doc_length"]),
+            best=best_info,
+        )
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{spec_path}: max_query_length and max_doc_length must be integers, "
+            f"got {spec['max_query_length']!r}, {spec['max_doc_length']!r}"
+        ) from None
+
+
+def _json_object(path: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON object in ``path`` holding ``required`` keys; ValueError naming the file."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is missing (the best model's folder is incomplete)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError included
+        raise ValueError(f"{path} is unreadable (expected a JSON object): {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds {type(value).__name__}, expected a JSON object")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}")
+    return value
 
 
 def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
@@ -87,8 +109,12 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
         except MissingExtraError as exc:
             hint = f" (a BERT model needs the `hub` extra: {exc})"
         from capreolus_opt.models.bert import tokenizer_from_model
+        from capreolus_opt.storage.paths import check_file_name, safe_join
 
-        path = os.path.join(best, spec["model_file"])
+        try:  # a value read from a file: it must name a file inside best/
+            path = safe_join(best, check_file_name(spec.get("model_file"), "model_file"))
+        except ValueError as err:
+            raise ValueError(f"{spec_path}: {err}") from None
         try:
             model = keras.saving.load_model(path, compile=False)
         except (OSError, TypeError, ValueError, zipfile.BadZipFile) as err:  # missing, corrupt

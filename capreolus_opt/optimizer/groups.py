@@ -17,6 +17,7 @@ from typing import Any
 import keras
 
 from capreolus_opt.optimizer.arguments import check_schedule_at_step_0, check_weight_decay
+from capreolus_opt.optimizer.bounded_regex import BoundedPattern, compile_bounded
 
 DEFAULT_GROUP = "default"
 _GROUP_KEYS = (
@@ -48,7 +49,7 @@ class GroupSpec:
     patterns: tuple[str, ...]
     lr: float | LearningRateSchedule | None
     weight_decay: float | None = None
-    regexes: tuple[re.Pattern, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    regexes: tuple[BoundedPattern, ...] = dataclasses.field(default=(), compare=False, repr=False)
     lr_mult: float | None = None
     wd_mult: float | None = None
     unfreeze_at: int | str | None = None  # a step, or MANUAL; None = trains from the start
@@ -137,7 +138,9 @@ def check_lr(value: Any, where: str) -> float | LearningRateSchedule:
     return value
 
 
-def _compile_patterns(patterns: Any, where: str) -> tuple[tuple[str, ...], tuple[re.Pattern, ...]]:
+def _compile_patterns(
+    patterns: Any, where: str
+) -> tuple[tuple[str, ...], tuple[BoundedPattern, ...]]:
     if isinstance(patterns, str):
         patterns, where_item = [patterns], lambda _: where
     elif isinstance(patterns, Sequence):
@@ -155,12 +158,8 @@ def _compile_patterns(patterns: Any, where: str) -> tuple[tuple[str, ...], tuple
                 f"{where_item(j)} must be a regex string. "
                 f"Received: {pattern!r} of type {type(pattern).__name__}"
             )
-        try:
-            regexes.append(re.compile(pattern))
-        except re.error as error:
-            raise ValueError(
-                f"{where_item(j)} is not a valid regex: {error}. Received: {pattern!r}"
-            ) from None
+        # Matched with a time bound: a pattern that backtracks catastrophically is refused.
+        regexes.append(compile_bounded(pattern, where_item(j)))
     return tuple(patterns), tuple(regexes)
 
 

@@ -21,6 +21,7 @@ from capreolus_opt.runs.records import (
     build_run,
     check_steps,
 )
+from capreolus_opt.storage.paths import check_file_name, safe_join
 
 
 def _load_json(path: str, *, required: bool) -> Any:
@@ -93,12 +94,17 @@ def _artifacts(folder: str, names: Any) -> ArtifactAccess | None:
     # Sacred's FileStorageObserver copies each artifact into the run folder under its name.
     if not isinstance(names, list) or not names:
         return None
+    for name in names:
+        try:
+            check_file_name(name, "artifact")
+        except ValueError as exc:
+            raise RecordError(f"run.json lists {exc}") from None
 
     def read(name: str) -> bytes:
-        with open(os.path.join(folder, name), "rb") as handle:
+        with open(safe_join(folder, name), "rb") as handle:
             return handle.read()
 
-    return ArtifactAccess([n for n in names if isinstance(n, str)], read)
+    return ArtifactAccess(list(names), read)
 
 
 def read_file_storage(root: str) -> tuple[list[Run], list[LoadProblem]]:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from capreolus_opt.records.status import live_status
+from capreolus_opt.storage.paths import check_group_name, check_run_uuid
 
 _MINIMISED_WORDS = ("loss", "error", "perplexity")
 
@@ -271,6 +272,7 @@ def build_run(
         raise RecordError("info.run_uuid is missing (partial record: no heartbeat yet?)")
     if not isinstance(status, str):
         raise RecordError(f"status {status!r} is not a string")
+    _check_identifiers(info)
     hparams = _hparam_pairs(config.get("hparams", []))
     clean_result: dict[str, float] = {}
     if isinstance(result, Mapping):
@@ -305,6 +307,20 @@ def build_run(
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )
+
+
+def _check_identifiers(info: Mapping[str, Any]) -> None:
+    # Identifiers become file and folder names (export, artifacts): a record whose values could
+    # name a path outside its folder is refused whole (storage/paths.py).
+    try:
+        check_run_uuid(info["run_uuid"], "info.run_uuid")
+        if info.get("resumed_from") is not None:
+            check_run_uuid(info["resumed_from"], "info.resumed_from")
+        for row in info.get("group_table") or []:
+            if isinstance(row, Mapping) and "group" in row:
+                check_group_name(row["group"], "info.group_table group")
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -27,7 +27,8 @@ def _note(t: Any) -> str:
     if attrs.get("stopped_reason"):
         notes.append(str(attrs["stopped_reason"]))
     if "resumes_trial" in attrs:
-        notes.append(f"resumes trial {attrs['resumes_trial']} (run {attrs['resume_run'][:8]})")
+        run = f" (run {str(attrs['resume_run'])[:8]})" if attrs.get("resume_run") else ""
+        notes.append(f"resumes trial {attrs['resumes_trial']}{run}")
     return "; ".join(notes)
 
 

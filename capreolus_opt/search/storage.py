@@ -61,6 +61,18 @@ def _rdb_url(url: str, kind: str) -> str:
     return url
 
 
+def storage_file(url: str) -> str | None:
+    """The file a journal or SQLite storage lives in (None for a server); opening the storage
+    would create it, so readers check it exists first."""
+    kind = storage_kind(url)
+    if kind == "journal":
+        return _journal_path(url)
+    if kind == "sqlite":
+        # SQLAlchemy: sqlite:///rel.db is relative, sqlite:////abs.db absolute
+        return unquote(_rdb_url(url, kind).split("://", 1)[1].split("?", 1)[0][1:])
+    return None
+
+
 def check_storage_url(url: str, *, parallel: bool) -> str:
     """Validate ``url`` for a search with several workers (``parallel``) or one; return its kind.
 

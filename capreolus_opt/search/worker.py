@@ -17,6 +17,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from typing import Any
 
 from capreolus_opt.optional import require
@@ -25,7 +27,11 @@ from capreolus_opt.search import trial as trials
 from capreolus_opt.search.space import grid_search_space, parse_spaces
 
 SPEC_ENV = "CAPREOLUS_TUNE_SPEC"
-UNCOUNTED = ("interrupted", "surplus")
+UNCOUNTED = ("interrupted", "surplus", "died")
+#: Seconds between a running trial's heartbeats (its ``heartbeat`` user attribute).
+HEARTBEAT_S = 10.0
+#: A RUNNING trial without a heartbeat for this long belongs to a dead worker.
+STALE_AFTER_S = 6 * HEARTBEAT_S
 
 
 @dataclasses.dataclass
@@ -131,6 +137,76 @@ def open_study(spec: SearchSpec) -> tuple[Any, list]:
     return study, dims
 
 
+class TrialHeartbeat:
+    """While its trial trains, write the time into the trial's ``heartbeat`` user attribute
+    every :data:`HEARTBEAT_S` seconds from a thread (ask-and-tell workers get no heartbeat from
+    Optuna, whose own runs only inside ``Study.optimize`` and only for RDB storages)."""
+
+    def __init__(self, trial: Any, interval: float = HEARTBEAT_S) -> None:
+        self._trial, self._interval = trial, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self._trial.set_user_attr("heartbeat", time.time())
+            except Exception:  # a storage hiccup: the next beat tries again
+                pass
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> TrialHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
+    """Fail every RUNNING trial whose worker died (no heartbeat for :data:`STALE_AFTER_S`; a
+    trial that never beat counts from its start) and enqueue a copy that resumes its run, as
+    for an interrupted trial; returns the numbers of the trials failed.
+
+    The dead trial's run record still says RUNNING; readers show it as DIED once its own
+    heartbeat is stale (runs/records.py), which happens well before :data:`STALE_AFTER_S`.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    now = time.time() if now is None else now
+    failed = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        start = frozen.datetime_start.timestamp() if frozen.datetime_start else now
+        last = frozen.user_attrs.get("heartbeat", start)
+        if now - float(last) <= STALE_AFTER_S:
+            continue
+        # Optuna's own fail_stale_trials does this through the storage (no public API for
+        # another process's trial); of several workers starting at once, only the one whose
+        # state change succeeds enqueues the copy.
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(frozen._trial_id, "stopped_reason", "died")
+            if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        attrs = {
+            "resumes_trial": frozen.number,
+            "earlier_values": sorted([s, v] for s, v in frozen.intermediate_values.items()),
+        }
+        if frozen.user_attrs.get("run_uuid"):
+            attrs["resume_run"] = frozen.user_attrs["run_uuid"]
+        study.enqueue_trial(dict(frozen.params), user_attrs=attrs)
+        print(f"trial {frozen.number}: its worker died (no heartbeat for "
+              f"{now - float(last):.0f} s); failed, and enqueued again to resume its run",
+              file=sys.stderr)  # fmt: skip
+        failed.append(frozen.number)
+    return failed
+
+
 def _counted(t: Any) -> bool:
     return t.user_attrs.get("stopped_reason") not in UNCOUNTED
 
@@ -145,7 +221,7 @@ def _study_full(study: Any, n_trials: int) -> bool:
 
 
 def _is_surplus(study: Any, trial: Any, n_trials: int) -> bool:
-    if "resume_run" in trial.user_attrs:
+    if "resumes_trial" in trial.user_attrs:  # a copy of an interrupted or dead trial
         return False
     before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
     return sum(_counted(t) for t in before) >= n_trials
@@ -202,6 +278,7 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
         cause = REDACTOR.redact(f"{type(exc).__name__}: {exc}")
         print(f"error: cannot open study {spec.study!r}: {cause}", file=sys.stderr)
         return exit_codes.INPUT
+    fail_dead_trials(study)
     if backend is None:  # TensorFlow only once the study opened (a bad storage fails fast)
         import importlib
 
@@ -223,7 +300,8 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
                 trial.set_user_attr("stopped_reason", "surplus")
                 study.tell(trial, state=_fail_state())
                 break
-            outcome = trials.run_trial(spec, trial, dims, backend)
+            with TrialHeartbeat(trial):
+                outcome = trials.run_trial(spec, trial, dims, backend)
             print(f"trial {trial.number}: run {outcome.run_uuid} exit {outcome.returncode}",
                   flush=True)  # fmt: skip
             code = _tell(study, trial, outcome, spec.metric)

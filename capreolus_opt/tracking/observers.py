@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -83,11 +84,34 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
         self._metrics_written_at = 0.0
         self._written: dict[str, bytes] = {}  # what each file holds now, by path
 
+    #: Bytes written (and synced) by :meth:`check_reachable`: about what a run's start writes
+    #: (run.json, config.json, its gin sources), so a disk already full is found before the run.
+    probe_bytes = 64 * 1024
+
     def check_reachable(self) -> None:
-        """Raise ``OSError`` unless the base folder exists (or can be created) and is writable."""
+        """Raise ``OSError`` unless the base folder exists (or can be created) and takes
+        :attr:`probe_bytes` of data (an empty file can still be created on a full disk)."""
         os.makedirs(self.basedir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.basedir, prefix=".probe-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=self.basedir, prefix=".probe-") as probe:
+            try:
+                probe.write(b"\0" * self.probe_bytes)
+                probe.flush()
+                os.fsync(probe.fileno())
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"cannot write {self.probe_bytes // 1024} KiB into "
+                    f"{self.basedir} ({exc.strerror})"
+                ) from None  # fmt: skip
+
+    def started_event(self, *args: Any, **kwargs: Any) -> Any:
+        """Sacred's start; a start the disk cannot hold leaves no empty run folder behind."""
+        try:
+            return super().started_event(*args, **kwargs)
+        except OSError:
+            folder = getattr(self, "dir", None)
+            if folder and os.path.isdir(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     # --- atomic writes (used by Sacred's own event code too) -----------------------------------
 

@@ -12,6 +12,7 @@ left out of the keys.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -41,8 +42,12 @@ def restore_weights(model: keras.Model, path: str) -> int:
         ValueError: a variable is missing from the file or the file has one the model does not,
             or a shape/dtype differs (the message lists them).
     """
-    with np.load(path) as stored:
-        saved = {name: stored[name] for name in stored.files}
+    # Opened here, not by np.load: on a corrupt archive np.load leaves its own handle open.
+    try:
+        with open(path, "rb") as handle, np.load(handle) as stored:
+            saved = {name: stored[name] for name in stored.files}
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is unreadable (expected saved weights, .npz): {err}") from None
     own = {_key(model, v): v for v in model.variables}
     problems = [f"missing in file: {p}" for p in sorted(own.keys() - saved.keys())]
     problems += [f"not in model: {p}" for p in sorted(saved.keys() - own.keys())]

@@ -134,3 +134,25 @@ def test_missing_file_and_bom(tmp_path):
         list(read_lines(str(tmp_path / "nope.tsv")))
     bom = _write(tmp_path, "bom.tsv", "\ufeff1\tdeer\n")
     assert read_topics(bom) == {"1": "deer"}
+
+
+@pytest.mark.parametrize(("module", "kind"), [("gzip", "gzip"), ("bz2", "bzip2"), ("lzma", "xz")])
+@pytest.mark.parametrize("reader", ["qrels", "run", "topics", "collection", "tsv", "folds"])
+def test_compressed_input_is_named_not_reported_as_bad_utf8(tmp_path, module, kind, reader):
+    import importlib
+
+    from capreolus_opt.data.trec import formats
+    from capreolus_opt.data.tsv import read_tsv
+
+    text = {"folds": json.dumps({"train": ["1"], "dev": ["2"], "test": ["3"]})}.get(
+        reader, "q1\tQ0\td1\t1\n"
+    )
+    path = tmp_path / f"input.{module}"
+    path.write_bytes(importlib.import_module(module).compress(text.encode()))
+    call = {
+        "qrels": formats.read_qrels, "run": formats.read_run, "topics": formats.read_topics,
+        "collection": lambda p: list(formats.iter_collection(p)),
+        "tsv": lambda p: read_tsv(p, fmt="triples"), "folds": formats.read_folds,
+    }[reader]  # fmt: skip
+    with pytest.raises(DataError, match=f"^{path}: {kind}-compressed, expected plain text"):
+        call(str(path))

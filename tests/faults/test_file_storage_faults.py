@@ -56,8 +56,11 @@ def test_a_disk_full_before_the_start_leaves_no_partial_file(tmp_path, monkeypat
     with tmpfs("1m") as disk:
         filler = fill(disk)
         code = _train([gin, "--observer", f"file://{disk}/runs", "--workdir", str(tmp_path / "w")])
-        assert code == 1
-        assert "No space left on device" in capsys.readouterr().err
+        assert code == 2  # found by the observer's probe: one line, nothing recorded
+        err = capsys.readouterr().err.strip()
+        assert "cannot write 64 KiB into" in err and "No space left on device" in err
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+        assert not [p for p in (disk / "runs").iterdir() if not p.name.startswith("_")]
         for path in (disk / "runs").rglob("*"):
             if path.is_file():
                 assert path.stat().st_size > 0 and not path.name.endswith(".tmp"), path
@@ -67,3 +70,19 @@ def test_a_disk_full_before_the_start_leaves_no_partial_file(tmp_path, monkeypat
         code = _train([gin, "--observer", f"file://{disk}/runs", "--workdir", str(tmp_path / "w2")])
         assert code == 0
         _sources_intact(disk / "runs")
+
+
+@pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
+def test_a_disk_filling_between_the_probe_and_the_start_leaves_no_run_folder(
+    tmp_path, monkeypatch, capsys
+):
+    from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(OwnIdFileStorageObserver, "probe_bytes", 0)  # the probe passes
+    gin = _gin(tmp_path / "a.gin")
+    with tmpfs("1m") as disk:
+        fill(disk)
+        code = _train([gin, "--observer", f"file://{disk}/runs", "--workdir", str(tmp_path / "w")])
+        assert code != 0 and "No space left on device" in capsys.readouterr().err
+        assert not [p for p in (disk / "runs").iterdir() if not p.name.startswith("_")]

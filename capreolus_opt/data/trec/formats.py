@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator
 
-from capreolus_opt.data.errors import DataError, read_lines
+from capreolus_opt.data.errors import DataError, read_lines, refuse_compressed
 
 _ID_KEYS = ("id", "docid", "doc_id", "_id")
 _TEXT_KEYS = ("contents", "text", "body")
@@ -179,8 +179,9 @@ def read_run(path: str) -> dict[str, dict[str, float]]:
 def read_folds(path: str) -> dict[str, list[str]]:
     """``{"train": [...], "dev": [...], "test": [...]}``: disjoint lists of query ids."""
     try:
-        with open(path, encoding="utf-8") as f:
-            folds = json.load(f)
+        with open(path, "rb") as f:
+            refuse_compressed(path, f.peek(8)[:8])
+            folds = json.loads(f.read().decode("utf-8"))
     except OSError as err:
         raise DataError(path, None, f"cannot be read ({err.strerror or err})") from None
     except UnicodeDecodeError:

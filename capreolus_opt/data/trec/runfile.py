@@ -33,11 +33,18 @@ def write_run(path: str, run: Run, *, tag: str = "capreolus_opt") -> str:
     if not tag or any(c.isspace() for c in tag):
         raise ValueError(f"tag must be a non-empty word without spaces. Received: {tag!r}")
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for qid in sorted(run):
-            for rank, (docid, score) in enumerate(ranked(run[qid]), start=1):
-                f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for qid in sorted(run):
+                for rank, (docid, score) in enumerate(ranked(run[qid]), start=1):
+                    f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        # Nothing half-written stays behind: not the temporary file (a full disk, `path` a
+        # folder that os.replace refuses), not a partial `path`.
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 

@@ -21,6 +21,7 @@ renamings as JSON. Needs the ``mlflow`` extra (full ``mlflow`` for ``sqlite:`` s
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -124,11 +125,64 @@ def _export_one(client: Any, experiment_id: str, run: Run, label: str) -> None:
         client.set_terminated(run_id, status=_STATUS[run.status], end_time=end_ms)
 
 
+#: How long ``export mlflow`` waits for an ``http(s)://`` server to answer, per request.
+TIMEOUT_S = 10.0
+# MLflow's own defaults (7 retries, backoff factor 2, 120 s per request) keep a command waiting
+# for minutes on a server that is down; an export is rerunnable, so it fails fast instead.
+_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def check_server(tracking_uri: str, timeout_s: float) -> None:
+    """For an ``http(s)://`` URI, ValueError unless something answers ``/health`` within
+    ``timeout_s`` (any HTTP answer counts: the server is there)."""
+    import urllib.error
+    import urllib.request
+
+    if not tracking_uri.lower().startswith(("http://", "https://")):
+        return
+    from capreolus_opt.storage import mask_url
+
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:  # an answer, e.g. 401 or 404: a server is listening
+        return
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
+        reason = getattr(exc, "reason", exc)
+        raise ValueError(
+            f"--tracking-uri {mask_url(tracking_uri)}: no MLflow server answered within "
+            f"{timeout_s:g} s ({reason}); expected a running `mlflow server` at that address"
+        ) from None
+
+
 def export_mlflow(
-    runs: Sequence[Run], tracking_uri: str, experiment: str = "capreolus_opt"
+    runs: Sequence[Run],
+    tracking_uri: str,
+    experiment: str = "capreolus_opt",
+    *,
+    timeout_s: float | None = None,
 ) -> tuple[int, int]:
-    """Export ``runs`` into ``experiment`` at ``tracking_uri``; returns ``(added, skipped)``."""
-    client = require("mlflow.tracking", "mlflow").MlflowClient(tracking_uri=tracking_uri)
+    """Export ``runs`` into ``experiment`` at ``tracking_uri``; returns ``(added, skipped)``.
+
+    Raises:
+        ValueError: an ``http(s)://`` server does not answer within ``timeout_s`` (default
+            :data:`TIMEOUT_S`).
+    """
+    timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
+    MlflowClient = require("mlflow.tracking", "mlflow").MlflowClient
+    check_server(tracking_uri, timeout_s)
+    bounds = {**_HTTP_BOUNDS, "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(timeout_s)))}
+    saved = {name: os.environ.get(name) for name in bounds}
+    os.environ.update({k: v for k, v in bounds.items() if saved[k] is None})  # user's win
+    try:
+        return _export_all(MlflowClient(tracking_uri=tracking_uri), runs, experiment)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
+def _export_all(client: Any, runs: Sequence[Run], experiment: str) -> tuple[int, int]:
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     existing = _existing(client, experiment_id)

@@ -36,6 +36,7 @@ from capreolus_opt.runs.export.common import (
     start_seconds,
 )
 from capreolus_opt.runs.records import Run
+from capreolus_opt.storage.paths import safe_join
 
 SUFFIX = ".capreolus_opt_hparams"
 
@@ -106,16 +107,31 @@ def _write_experiment(runs: Sequence[Run], logdir: str) -> None:
     writer.close()
 
 
+def _usable_logdir(logdir: str) -> None:
+    """Create ``logdir`` if needed; ValueError naming it when it is not a writable folder."""
+    if os.path.exists(logdir) and not os.path.isdir(logdir):
+        raise ValueError(f"--logdir {logdir}: is a file, expected a folder")
+    try:
+        os.makedirs(logdir, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--logdir {logdir}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(logdir, os.W_OK | os.X_OK):
+        raise ValueError(f"--logdir {logdir}: the folder is not writable")
+
+
 def export_tensorboard(runs: Sequence[Run], logdir: str) -> dict[str, int]:
     """Write ``runs`` under ``logdir`` (see the module docstring); returns points per run UUID."""
     if not runs:
         return {}
     _modules()  # fail before touching the folder when tensorboard is missing
-    os.makedirs(logdir, exist_ok=True)
+    _usable_logdir(logdir)
+    # Every folder name comes from a record: checked to stay inside logdir before anything is
+    # written (the readers already refuse a run_uuid that is not 32 hex digits).
+    targets = {run.run_uuid: safe_join(logdir, run.run_uuid) for run in runs}
     written = {}
     for run in runs:
-        final = os.path.join(logdir, run.run_uuid)
-        staging = os.path.join(logdir, f".{run.run_uuid}.{uuid.uuid4().hex[:8]}.partial")
+        final = targets[run.run_uuid]
+        staging = safe_join(logdir, f".{run.run_uuid}.{uuid.uuid4().hex[:8]}.partial")
         try:
             written[run.run_uuid] = _write_run(run, staging)
             if os.path.isdir(final):
