@@ -83,9 +83,12 @@ def test_train_records_trec_metrics_that_ir_measures_reproduces_and_rerank_reloa
     proc = run_cli(
         "rerank", info["run_uuid"], "--source", "file://runs", "--run-file", f"{DATA}/run.txt",
         "--topics", f"{DATA}/topics.tsv", "--collection", f"{DATA}/collection.tsv",
-        "--top-k", "20", "-o", str(out), "--qrels", f"{DATA}/qrels.txt", cwd=scratch,
+        "--top-k", "20", "-o", str(out), "--qrels", f"{DATA}/qrels.txt", "--progress", "bar",
+        cwd=scratch,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # (\r reads as \n here: the helper decodes with universal newlines)
+    assert "\nreranked 468/468 pairs  " in proc.stderr and "ETA 0:00:00" in proc.stderr
     assert f"step-{best} model" in proc.stdout
     assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == set(MEASURES)
     reranked, trained = read_run(str(out)), read_run(str(test_run))

@@ -242,3 +242,49 @@ class ProgressReporter:
             self._midline = False
             self._stream.write("\n")
             self._stream.flush()
+
+
+class CountProgress:
+    """A one-line ``\\r`` counter for a known amount of work (``rerank``'s pairs): done/total,
+    items/s and the ETA, on ``stream`` (stderr) when it is a terminal, or always with
+    ``mode="bar"``; nothing with ``mode="off"``. Call it with the count done so far."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        what: str = "scored",
+        unit: str = "pairs",
+        mode: str = "auto",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if mode not in ("auto", "bar", "off"):
+            raise ValueError(f"progress must be 'auto', 'bar' or 'off'. Received: {mode!r}")
+        self._stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self._stream, "isatty", lambda: False)() else "off"
+        self.mode = mode
+        self._total, self._what, self._unit, self._clock = total, what, unit, clock
+        self._start = clock()
+        self._drawn = False
+
+    def __call__(self, done: int) -> None:
+        if self.mode == "off":
+            return
+        elapsed = self._clock() - self._start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self._total - done) / rate if rate > 0 else float("inf")
+        self._stream.write(
+            f"\r{self._what} {done:,}/{self._total:,} {self._unit}  {rate:,.1f} {self._unit}/s"
+            f"  ETA {format_duration(eta)}\x1b[K"
+        )
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """Ends the line (when anything was drawn)."""
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._drawn = False

@@ -212,3 +212,18 @@ def test_test_split_is_scored_once_by_the_best_weights_with_step_0_beside(tmp_pa
     assert not EvaluationRecorder(
         _DevTestTask(), model, str(tmp_path / "x"), chief=True
     ).score_test(evaluate, 8)
+
+
+def test_rerank_scores_with_one_trace_for_every_batch_size_equal_to_the_model():
+    from capreolus_opt.models.saved_reranker import compiled_scorer
+
+    model = build_reranker(vocab_size=30, query_length=4, document_length=6, hidden_dim=8,
+                           num_heads=2, intermediate_dim=8, num_layers=1)  # fmt: skip
+    score = compiled_scorer(model, 4, 6)
+    rng = np.random.default_rng(0)
+    for n in (5, 3):
+        q = rng.integers(1, 30, (n, 4)).astype(np.int32)
+        d = rng.integers(1, 30, (n, 6)).astype(np.int32)
+        eager = model({"query": q, "document": d}, training=False)
+        np.testing.assert_allclose(score(q, d), eager, rtol=1e-5, atol=1e-6)
+    assert score.experimental_get_tracing_count() == 1

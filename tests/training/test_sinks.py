@@ -138,3 +138,20 @@ def test_progress_off_and_bad_mode() -> None:
     assert stream.getvalue() == ""
     with pytest.raises(ValueError, match="Received: 'fancy'"):
         ProgressReporter(10, 4, mode="fancy")
+
+
+def test_count_progress_draws_rate_and_eta_on_a_terminal_only() -> None:
+    from capreolus_opt.training.sinks import CountProgress
+
+    stream, clock = FakeTerminal(), FakeClock()
+    bar = CountProgress(1000, what="reranked", stream=stream, clock=clock)
+    clock.now += 4.0
+    bar(256)
+    bar.close()
+    assert stream.getvalue() == "\rreranked 256/1,000 pairs  64.0 pairs/s  ETA 0:00:12\x1b[K\n"
+    plain = io.StringIO()
+    CountProgress(10, stream=plain)(5)
+    assert plain.getvalue() == ""
+    forced = io.StringIO()
+    CountProgress(10, stream=forced, mode="bar", clock=clock)(0)
+    assert "ETA ?" in forced.getvalue()
