@@ -48,6 +48,18 @@ def test_train_records_trec_metrics_that_ir_measures_reproduces_and_rerank_reloa
     }
     best = int(result["best_step"])
     assert best == max(dev, key=lambda s: (dev[s], -s))
+    # Evaluations score dev only; the test candidates once, by the best model; a randomly
+    # initialised model gets no step-0 evaluation by default.
+    assert sorted(p.name for p in folder.glob("step_*.test.run")) == [f"step_{best:08d}.test.run"]
+    assert not list(folder.glob("step_00000000.*"))
+    assert not any(k.startswith("start/") for k in result)
+    for split in ("dev", "test"):
+        for name in ("model", "first_stage"):
+            assert {f"{split}/{name}/{m}" for m in MEASURES} <= set(result)
+        tests = [result[f"{split}/model/{k}"] for k in ("wins", "ties", "losses")]
+        assert sum(tests) == 4 and 0 < result[f"{split}/model/p_randomisation"] <= 1
+    worse = result["dev/model/ndcg@10"] <= result["dev/first_stage/ndcg@10"]
+    assert ("model alone is not better than the first stage on dev" in proc.stderr) == worse
     assert json.loads((folder / "best.json").read_text())["step"] == best
     # ir_measures on the written (attached) test run and test qrels gives exactly the result.
     test_run = folder / f"step_{best:08d}.test.run"
@@ -71,9 +83,12 @@ def test_train_records_trec_metrics_that_ir_measures_reproduces_and_rerank_reloa
     proc = run_cli(
         "rerank", info["run_uuid"], "--source", "file://runs", "--run-file", f"{DATA}/run.txt",
         "--topics", f"{DATA}/topics.tsv", "--collection", f"{DATA}/collection.tsv",
-        "--top-k", "20", "-o", str(out), "--qrels", f"{DATA}/qrels.txt", cwd=scratch,
+        "--top-k", "20", "-o", str(out), "--qrels", f"{DATA}/qrels.txt", "--progress", "bar",
+        cwd=scratch,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # (\r reads as \n here: the helper decodes with universal newlines)
+    assert "\nreranked 468/468 pairs  " in proc.stderr and "ETA 0:00:00" in proc.stderr
     assert f"step-{best} model" in proc.stdout
     assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == set(MEASURES)
     reranked, trained = read_run(str(out)), read_run(str(test_run))

@@ -2,14 +2,16 @@
 
     capreolus-opt rerank RUN --run-file FIRST_STAGE --topics FILE --collection FILE -o OUT.run
                          [--top-k 100] [--batch-size 256] [--qrels FILE] [--source DIR ...]
+                         [--progress auto|bar|off]
 
 ``RUN`` is the training run's workdir, its FileStorage run folder, or its run UUID (looked up in
 ``--source`` observers, default ``file://runs``); its best model by the dev metric is used
 (``<workdir>/best/``), with its tokenizer and lengths, and mixed with the first-stage scores
-by the weight chosen on dev when training interpolated. With ``--qrels`` the metrics of the
-written run are printed (ir_measures, as training records them). Exit codes: 0, 2 bad input
-(a message naming the file and line), 1 an unexpected failure. Importing this module does not
-import TensorFlow.
+by the weight chosen on dev when training interpolated. The model runs compiled, in batches of
+``--batch-size`` pairs, with a progress line and an ETA on stderr when it is a terminal. With
+``--qrels`` the metrics of the written run are printed (ir_measures, as training records
+them). Exit codes: 0, 2 bad input (a message naming the file and line), 1 an unexpected failure.
+Importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--qrels", metavar="FILE", help="print the metrics of the written run")
     parser.add_argument("--tag", default="capreolus_opt", help="run tag (last column)")
     parser.add_argument("--cache-dir", default=None, help="tokenised-collection cache")
+    parser.add_argument(
+        "--progress", choices=("auto", "bar", "off"), default="auto",
+        help="pairs scored, pairs/s and ETA on stderr (auto: when stderr is a terminal)",
+    )  # fmt: skip
     parser.add_argument(
         "--source", action="append", default=None, metavar="URL",
         help="where to look up a run UUID (repeatable; default file://runs)",
@@ -92,13 +98,27 @@ def handle_rerank(args: argparse.Namespace) -> int:
         import_tensorflow_quietly()
         from capreolus_opt.data.trec.runfile import write_run
         from capreolus_opt.models.saved_reranker import load_reranker, rerank_run
+        from capreolus_opt.training.sinks import CountProgress
 
         reranker = load_reranker(workdir)
-        scores = rerank_run(
-            reranker, first_stage_run=args.run_file, topics=args.topics,
-            collection=args.collection, k=args.top_k, batch_size=args.batch_size,
-            cache_dir=args.cache_dir,
-        )  # fmt: skip
+        bar: CountProgress | None = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:  # called first with done == 0: the clock starts there
+                bar = CountProgress(total, what="reranked", mode=args.progress)
+            else:
+                bar(done)
+
+        try:
+            scores = rerank_run(
+                reranker, first_stage_run=args.run_file, topics=args.topics,
+                collection=args.collection, k=args.top_k, batch_size=args.batch_size,
+                cache_dir=args.cache_dir, progress=progress,
+            )  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
         metrics = _metrics(args.qrels, scores) if args.qrels else None
         write_run(args.output, scores, tag=args.tag)
     except ValueError as exc:  # DataError included: bad input, nothing written

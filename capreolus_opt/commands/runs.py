@@ -67,7 +67,10 @@ def _table_for(runs: Any, args: argparse.Namespace) -> str:
     selected = compare.filter_runs(runs, args.where, args.status)
     if not selected:
         print("no runs match the --where/--status filters", file=sys.stderr)
-    metrics, unmatched = compare.select_metrics(selected, args.metric)
+    patterns = args.metric
+    if getattr(args, "vs_first_stage", False):
+        patterns = [*(patterns or []), *compare.VS_FIRST_STAGE]
+    metrics, unmatched = compare.select_metrics(selected, patterns)
     for pattern in unmatched:
         print(f"note: metric {pattern!r} matches no logged metric", file=sys.stderr)
     if args.group_by is not None or args.baseline or args.format == "latex":
@@ -276,6 +279,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help=sources_help)
     _add_selection(p)
     _add_table_options(p)
+    p.add_argument(
+        "--vs-first-stage", action="store_true",
+        help="add a reranker's test nDCG@10 (reported, model alone, first stage) and the "
+        "p-values and wins/losses of the model and the interpolated run against the first stage",
+    )  # fmt: skip
     p.set_defaults(func=compare_handler)
 
     p = subparsers.add_parser(

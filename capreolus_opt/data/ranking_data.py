@@ -101,19 +101,22 @@ def triples_dataset(triples: TrainTriples, *, global_batch_size: int, seed: int)
     ).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_pairs_dataset(pairs: EvalPairs, *, global_batch_size: int) -> tf.data.Dataset:
+def eval_pairs_dataset(
+    pairs: EvalPairs, *, global_batch_size: int, rows: np.ndarray | None = None
+) -> tf.data.Dataset:
     """Finite stream of ``{"qid", "query", "document", "label", "pair"}`` batches in
     file/generation order (``pair`` is the row number, so outputs can be matched to pairs
     whatever order the replicas return them in); the last batch may be shorter (every pair is
-    evaluated exactly once)."""
+    evaluated exactly once). ``rows`` (sorted row numbers) keeps only those pairs."""
     _check_batch_size(global_batch_size)
+    index = np.arange(len(pairs)) if rows is None else np.asarray(rows, np.int64)
     ds = tf.data.Dataset.from_tensor_slices(
         {
-            "qid": pairs.qid.astype(np.int32),
-            "query": pairs.query.astype(np.int32),
-            "document": pairs.document.astype(np.int32),
-            "label": pairs.label.astype(np.int32),
-            "pair": np.arange(len(pairs), dtype=np.int32),
+            "qid": pairs.qid[index].astype(np.int32),
+            "query": pairs.query[index].astype(np.int32),
+            "document": pairs.document[index].astype(np.int32),
+            "label": pairs.label[index].astype(np.int32),
+            "pair": index.astype(np.int32),
         }
     )
     return ds.batch(global_batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)

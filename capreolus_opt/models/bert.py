@@ -286,9 +286,10 @@ def bert_reranker_builder(
     sep_id: int | None = None,
 ):
     """A ``RerankingTask(model_builder=...)`` that builds ``build_bert_reranker`` with these
-    arguments (the task supplies vocab_size, lengths and pad_id)."""
+    arguments (the task supplies vocab_size, lengths and pad_id). Its ``pretrained`` attribute
+    says whether the encoder starts from a preset's weights (``RerankingTask.pretrained``)."""
     _check_preset(preset, optional=True)
-    return functools.partial(
+    builder = functools.partial(
         build_bert_reranker,
         preset=preset,
         num_layers=num_layers,
@@ -299,6 +300,8 @@ def bert_reranker_builder(
         cls_id=cls_id,
         sep_id=sep_id,
     )
+    builder.pretrained = preset is not None
+    return builder
 
 
 def bert_wordpiece_tokenizer(*, preset: str) -> WordPieceTokenizer:

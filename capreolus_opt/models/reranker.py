@@ -145,9 +145,18 @@ class RerankingTask:
 
     def eval_dataset(self, global_batch_size: int) -> tf.data.Dataset:
         """Finite ``{"qid", "query", "document", "label", "pair"}`` batches in a fixed order,
-        of ``eval_batch_size`` when set (else ``global_batch_size``)."""
+        of ``eval_batch_size`` when set (else ``global_batch_size``); over TREC data the dev
+        candidates only (the test ones are ``test_dataset``'s)."""
         size = self.eval_batch_size or global_batch_size
-        return eval_pairs_dataset(self._eval_pairs, global_batch_size=size)
+        rows = self._trec.rows("dev") if self._trec is not None else None
+        return eval_pairs_dataset(self._eval_pairs, global_batch_size=size, rows=rows)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the model starts from pretrained weights (a ``model_builder`` whose
+        ``pretrained`` attribute is true, as ``bert_reranker_builder`` with a preset): the
+        loop then evaluates before the first step by default (``train.eval_at_start``)."""
+        return bool(getattr(self.model_builder, "pretrained", False))
 
     def score(self, model: keras.Model, query, document, training: bool = False):
         """``model``'s scores ``[B]`` for aligned query and document id batches."""
@@ -203,6 +212,22 @@ class RerankingTask:
 
     def final_metrics(self, step: int, directory: str) -> dict[str, float]:
         return recorded_metrics(step, directory)
+
+    def test_dataset(self, global_batch_size: int) -> tf.data.Dataset | None:
+        """The test candidates (TREC data), scored once with the dev-selected model; else None."""
+        if self._trec is None:
+            return None
+        size = self.eval_batch_size or global_batch_size
+        rows = self._trec.rows("test")
+        return eval_pairs_dataset(self._eval_pairs, global_batch_size=size, rows=rows)
+
+    def record_test_evaluation(
+        self, step: int, outputs: Mapping[str, np.ndarray], directory: str, best: Mapping
+    ) -> list[str]:
+        """Evaluates the test ``outputs`` of the model of ``step`` (interpolated with the
+        weight in ``best``, its ``best.json``) and adds them to that step's recorded files."""
+        self._trec.test_metrics(outputs, best.get("interpolation_weight"))
+        return self._trec.record_test(step, directory)
 
     def export(self, directory: str, model: keras.Model | None = None) -> None:
         """Writes what ``capreolus-opt rerank`` needs besides ``model.weights.npz`` into

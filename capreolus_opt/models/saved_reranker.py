@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,24 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
     )
 
 
+def compiled_scorer(model: Any, query_length: int, document_length: int) -> Callable:
+    """``score(query [B, Lq], document [B, Ld]) -> [B]``: ``model`` in inference mode as one
+    ``tf.function`` traced once for any batch size (the last, shorter batch included)."""
+    import tensorflow as tf
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, query_length], tf.int32),
+            tf.TensorSpec([None, document_length], tf.int32),
+        ],
+        reduce_retracing=True,
+    )
+    def score(query: tf.Tensor, document: tf.Tensor) -> tf.Tensor:
+        return model({"query": query, "document": document}, training=False)
+
+    return score
+
+
 def rerank_run(
     reranker: SavedReranker,
     *,
@@ -140,9 +159,13 @@ def rerank_run(
     k: int,
     batch_size: int = 256,
     cache_dir: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Model scores of the top ``k`` candidates of every query of ``first_stage_run`` (mixed
-    with the first-stage scores when the trained run chose an interpolation weight on dev).
+    with the first-stage scores when the trained run chose an interpolation weight on dev),
+    ``batch_size`` pairs per call of the compiled model (``compiled_scorer``); ``progress``
+    is called with the pairs scored so far and their total, before the first batch and after
+    each.
 
     Raises ``DataError`` for a malformed file, a query missing from ``topics`` or a document
     missing from ``collection``.
@@ -174,13 +197,16 @@ def rerank_run(
     lq = reranker.max_query_length
     encoded = {q: reranker.encoder.encode(texts[q], max_length=lq) for q in run}
     scores = np.empty((len(qids),), np.float64)
+    score = compiled_scorer(reranker.model, lq, int(store.tokens.shape[1]))
+    if progress is not None:
+        progress(0, len(qids))
     for start in range(0, len(qids), batch_size):
         stop = min(start + batch_size, len(qids))
-        batch = {
-            "query": np.stack([encoded[q] for q in qids[start:stop]]),
-            "document": np.asarray(store.tokens[rows[start:stop]]),
-        }
-        scores[start:stop] = np.asarray(reranker.model(batch, training=False), np.float64)
+        query = np.stack([encoded[q] for q in qids[start:stop]]).astype(np.int32)
+        document = np.asarray(store.tokens[rows[start:stop]], np.int32)
+        scores[start:stop] = np.asarray(score(query, document), np.float64)
+        if progress is not None:
+            progress(stop, len(qids))
     out: dict[str, dict[str, float]] = {}
     for qid, docid, score in zip(qids, docids, scores, strict=True):
         out.setdefault(qid, {})[docid] = float(score)

@@ -8,6 +8,12 @@ minimum for losses/errors, the maximum for other metrics, and absent (no column)
 ``group/`` diagnostics, which have no better direction (:func:`records.best_direction`). Runs with
 no series for an ``eval/`` metric fall back to their ``result`` dict.
 
+A reranker's run records, beside each metric, the model alone (``<split>/model/<m>``), the first
+stage (``<split>/first_stage/<m>``) and each run's paired tests against the first stage
+(``<split>/model/p_ttest``, ``p_randomisation``, ``wins``, ``ties``, ``losses``; also
+``<split>/interpolated/...`` when it interpolates): :data:`VS_FIRST_STAGE` selects them for
+``test`` (``compare --vs-first-stage``). p-values and counts have no ``:best`` column.
+
 Metric selection: default = every ``eval/...`` metric any run has, plus ``train/loss``; names may
 be shell-style globs (``group/*/update_norm``) expanded against the metrics the runs have.
 """
@@ -27,6 +33,16 @@ from capreolus_opt.records import status as run_status
 from capreolus_opt.runs.records import Run, best_direction, differing_hparams
 
 FORMATS = ("table", "csv", "json", "markdown")
+#: Metric patterns of ``compare --vs-first-stage``: the test split's reported nDCG@10, the model
+#: alone, the first stage, and the p-values of the model and the interpolated run against it.
+VS_FIRST_STAGE = (
+    "eval/test/ndcg@10",
+    "eval/test/model/ndcg@10",
+    "eval/test/first_stage/ndcg@10",
+    "eval/test/*/p_*",
+    "eval/test/*/wins",
+    "eval/test/*/losses",
+)
 
 
 def select_metrics(runs: Sequence[Run], patterns: Sequence[str] | None) -> tuple[list[str], list]:

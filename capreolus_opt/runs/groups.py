@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs import stats
+from capreolus_opt import stats
 from capreolus_opt.runs.compare import format_value, resolve_hparam
 from capreolus_opt.runs.per_query import group_means
 from capreolus_opt.runs.records import Run

@@ -50,9 +50,17 @@ class LoadProblem:
         return f"{self.location}: {self.reason}"
 
 
+#: Leaves of a paired comparison with the first stage (``<split>/model/p_ttest``, ...): facts
+#: about one evaluation, with no better direction across a run's evaluations.
+_COMPARISON_LEAVES = ("diff", "wins", "ties", "losses")
+
+
 def best_direction(metric: str) -> str | None:
-    """``"min"`` for losses/errors/perplexity, None for ``group/`` diagnostics, else ``"max"``."""
+    """``"min"`` for losses/errors/perplexity; None for ``group/`` diagnostics and for the
+    p-values (``p_...``) and counts of a comparison with the first stage; else ``"max"``."""
     leaf = metric.rsplit("/", 1)[-1].lower()
+    if leaf.startswith("p_") or leaf in _COMPARISON_LEAVES:
+        return None
     if any(word in leaf for word in _MINIMISED_WORDS):
         return "min"
     if metric.startswith("group/"):

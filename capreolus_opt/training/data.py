@@ -60,11 +60,9 @@ def distribute_train_dataset(
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def distribute_eval_dataset(
-    task: Any, strategy: tf.distribute.Strategy, global_batch_size: int
-) -> Any:
-    """The task's finite eval dataset, sharded by batch over workers and split over replicas."""
-    dataset = task.eval_dataset(global_batch_size)
+def distribute_eval_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> Any:
+    """A finite eval dataset (the task's ``eval_dataset`` or ``test_dataset``), sharded by batch
+    over workers and split over replicas."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))

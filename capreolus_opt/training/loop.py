@@ -77,7 +77,8 @@ def _build_optimizer(optimizer: Any, strategy: tf.distribute.Strategy) -> Any:
     return optimizer
 
 
-def _evaluate(fns: StepFunctions, dataset: Any, task: Any) -> dict[str, float]:
+def _gather(fns: StepFunctions, dataset: Any, on_batch: Callable[[], None]) -> dict:
+    """Every output of the traced eval step over ``dataset``, concatenated on the host."""
     chunks: dict[str, list[np.ndarray]] = defaultdict(list)
     iterator = iter(dataset)
     while True:
@@ -87,8 +88,8 @@ def _evaluate(fns: StepFunctions, dataset: Any, task: Any) -> dict[str, float]:
             break
         for name, value in outputs.items():
             chunks[name].append(np.asarray(value))
-    gathered = {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
-    return {k: float(v) for k, v in task.eval_metrics(gathered).items()}
+        on_batch()
+    return {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
 
 
 def train(
@@ -110,6 +111,7 @@ def train(
     on_start: Callable[[dict[str, Any]], None] | None = None,
     progress: str | bool = "auto",
     mixed_precision: str | None = None,
+    eval_at_start: bool | None = None,
 ) -> TrainResult:
     """Train ``task`` for ``num_steps`` optimizer steps (resuming from ``workdir`` if it holds a
     checkpoint) and evaluate at the end.
@@ -121,7 +123,11 @@ def train(
     multiples of ``steps_per_loop``; 0 disables an interval. ``mixed_precision``
     (``"mixed_float16"``, ``"mixed_bfloat16"`` or None) is the Keras policy the model is built
     under (float16 adds dynamic loss scaling; see ``precision.py``); ``jit_compile`` XLA-compiles
-    each replica's step (one replica, or MirroredStrategy over GPUs).
+    each replica's step (one replica, or MirroredStrategy over GPUs). ``eval_at_start``
+    evaluates before the first step (step 0; not when resuming past it); None means "when the
+    task's model starts from pretrained weights" (``task.pretrained``). A task with a test split
+    (``training/selection.py``) has its test candidates scored once, at the end, by the model
+    selected on dev.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
@@ -148,6 +154,10 @@ def train(
         if on_start is not None:
             on_start(run.start_info(start_step))
         _build_steps_and_data(run, start_step, progress)
+        if eval_at_start is None:
+            eval_at_start = bool(getattr(task, "pretrained", False))
+        if eval_at_start and start_step == 0:
+            run.start_metrics = _run_eval(run, 0)
         step = _run_steps(run, start_step)
         return _finish(run, step)
 
@@ -173,6 +183,8 @@ class _Run:
     eval_data: Any = None
     reporter: ProgressReporter | None = None
     recorder: EvaluationRecorder | None = None  # run files and best model (selection.py)
+    eval_batches: int | None = None
+    start_metrics: dict[str, float] | None = None  # the step-0 evaluation, when there was one
 
     def start_info(self, start_step: int) -> dict[str, Any]:
         return {
@@ -262,7 +274,9 @@ def _build_steps_and_data(run: _Run, start_step: int, progress: str | bool) -> N
     run.train_data = distribute_train_dataset(
         run.task, run.strategy, plan.global_batch_size, plan.seed, start_step
     )
-    run.eval_data = distribute_eval_dataset(run.task, run.strategy, plan.global_batch_size)
+    eval_dataset = run.task.eval_dataset(plan.global_batch_size)
+    run.eval_batches = _batches(eval_dataset)
+    run.eval_data = distribute_eval_dataset(eval_dataset, run.strategy)
     run.recorder = EvaluationRecorder(
         run.task, run.model, run.state.workdir, chief=is_chief(run.strategy)
     )
@@ -275,8 +289,25 @@ def _build_steps_and_data(run: _Run, start_step: int, progress: str | bool) -> N
     )
 
 
+def _outputs(run: _Run, dataset: Any, batches: int | None, what: str) -> dict:
+    """The eval step's outputs over a distributed ``dataset`` of ``batches`` global batches,
+    with a progress line saying ``what`` is evaluated."""
+    on_batch = run.reporter.eval_started(what, batches)
+    try:
+        return _gather(run.fns, dataset, on_batch)
+    finally:
+        run.reporter.eval_done()
+
+
+def _batches(dataset: tf.data.Dataset) -> int | None:
+    """The number of batches of a finite dataset, None when TensorFlow cannot tell."""
+    n = int(dataset.cardinality())
+    return n if n >= 0 else None
+
+
 def _run_eval(run: _Run, step: int) -> dict[str, float]:
-    metrics = _evaluate(run.fns, run.eval_data, run.task)
+    gathered = _outputs(run, run.eval_data, run.eval_batches, f"eval at step {step}")
+    metrics = {k: float(v) for k, v in run.task.eval_metrics(gathered).items()}
     run.recorder.evaluated(step, metrics)
     run.reporter.evaluated(step, metrics)
     if run.log is not None:
@@ -351,11 +382,28 @@ def _between_calls(run: _Run, step: int) -> None:
         _run_eval(run, step)
 
 
+def _score_test(run: _Run) -> None:
+    """The test candidates scored once by the best model (``selection.py``). With several
+    workers only the chief holds that model's weights, so ``rerank`` scores the test split."""
+    if int(run.summary.get("num_workers", 1)) != 1:
+        return
+
+    def evaluate(dataset: tf.data.Dataset) -> dict:
+        distributed = distribute_eval_dataset(dataset, run.strategy)
+        return _outputs(run, distributed, _batches(dataset), "test, best model")
+
+    run.recorder.score_test(evaluate, run.plan.global_batch_size)
+
+
 def _finish(run: _Run, step: int) -> TrainResult:
-    """Final evaluation and checkpoint; the result."""
-    eval_metrics, artifacts = run.recorder.finish(_run_eval(run, step))
+    """Final evaluation and checkpoint, the test split scored by the best model; the result."""
+    last = _run_eval(run, step)
     if run.state.last_saved_step != step:
         _checkpoint(run, step)
+    _score_test(run)  # after the checkpoint: it loads the best weights into the model
+    eval_metrics, artifacts = run.recorder.finish(last)
+    if run.start_metrics is not None and not any(k.startswith("start/") for k in eval_metrics):
+        eval_metrics.update({f"start/{k}": v for k, v in run.start_metrics.items()})
     if run.log is not None:
         run.log.flush()
     return TrainResult(

@@ -9,26 +9,36 @@ A task that evaluates on a dev split and a test split (``RerankingTask`` over
 - ``final_metrics(step, directory) -> dict[str, float]``: the ``dev/...`` and ``test/...``
   metrics recorded for ``step``;
 - ``export(directory, model)``: writes what reloading the model for reranking needs besides
-  its weights.
+  its weights;
+- optionally ``test_dataset(global_batch_size)`` and ``record_test_evaluation(step, outputs,
+  directory, best)``: the test candidates, which evaluations during training leave out, and
+  recording their scores as those of the best ``step`` (``best`` is its ``best.json``).
 
 ``EvaluationRecorder`` calls them after every evaluation, saves the model's weights
 (``weights.py``) to ``<workdir>/best/`` whenever the dev metric improves (strictly: the earliest
 of equal evaluations is kept), keeps ``best/best.json`` (``step``, ``metric``, ``value``, and
 the dev-chosen ``interpolation_weight`` when the task interpolates) so a resumed run continues
-the comparison, and at the end returns the recorded metrics of the best step: the test numbers
-are those of the model selected on dev. A new best is written whole into ``best.new/`` and then
-swapped in, so a kill never leaves the weights of one step beside the ``best.json`` of another.
-Tasks without these methods get the loop's metrics unchanged. Only the chief writes.
+the comparison. At the end ``score_test`` reloads the best weights and scores the test
+candidates once with them, and ``finish`` returns the recorded metrics of the best step (the
+test numbers are those of the model selected on dev), with the step-0 evaluation's beside them
+as ``start/...`` when there was one (``train(eval_at_start=...)``). When the model alone is not
+better than the first stage on dev it says so on stderr. A new best is written whole into
+``best.new/`` and then swapped in, so a kill never leaves the weights of one step beside the
+``best.json`` of another. Tasks without these methods get the loop's metrics unchanged. Only
+the chief writes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from capreolus_opt.training.weights import save_weights
+from capreolus_opt.training.weights import restore_weights, save_weights
 
 
 class EvaluationRecorder:
@@ -73,19 +83,60 @@ class EvaluationRecorder:
         _promote(new, self.best_dir)
         self.best = best
 
-    def finish(self, metrics: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    def score_test(self, evaluate: Callable[[Any], dict], global_batch_size: int) -> bool:
+        """Loads the best weights into the model and records the task's test candidates
+        (``test_dataset(global_batch_size)``) scored by ``evaluate(dataset) -> outputs``;
+        False (nothing done) when there is nothing to do. The model keeps the best weights."""
+        test = getattr(self.task, "test_dataset", None)
+        if not self.active or self.best is None or test is None:
+            return False
+        dataset = test(global_batch_size)
+        if dataset is None:
+            return False
+        restore_weights(self.model, os.path.join(self.best_dir, "model.weights.npz"))
+        self.task.record_test_evaluation(
+            self.best["step"], evaluate(dataset), self.directory, self.best
+        )
+        return True
+
+    def finish(
+        self, metrics: dict[str, float], stream: TextIO | None = None
+    ) -> tuple[dict[str, float], list[str]]:
         """``(final metrics, artifact paths)``: the best step's recorded metrics and every file
         written under ``evaluations/`` plus ``best/best.json``; unchanged metrics when inactive."""
         if not self.active or self.best is None:
             return metrics, []
         final = self.task.final_metrics(self.best["step"], self.directory)
         final["best_step"] = float(self.best["step"])
+        if os.path.isfile(os.path.join(self.directory, "step_00000000.metrics.json")):
+            start = self.task.final_metrics(0, self.directory)
+            # The first stage's numbers are the same at every step: not repeated under start/.
+            kept = {k: v for k, v in start.items() if k.startswith("dev/")}
+            final.update({f"start/{k}": v for k, v in kept.items() if "/first_stage/" not in k})
+        warning = model_not_better_warning(final, self.metric)
+        if warning:
+            print(warning, file=stream or sys.stderr)
         files = sorted(
             os.path.join(self.directory, name)
             for name in os.listdir(self.directory)
             if ".tmp" not in name
         )
         return final, [*files, self._state_path]
+
+
+def model_not_better_warning(metrics: dict[str, float], metric: str) -> str | None:
+    """A one-line warning when the model alone is not better than the first stage on dev
+    (``dev/model/<metric>`` <= ``dev/first_stage/<metric>``), else None."""
+    model = metrics.get(f"dev/model/{metric}")
+    first = metrics.get(f"dev/first_stage/{metric}")
+    if model is None or first is None or model > first:
+        return None
+    p = metrics.get("dev/model/p_randomisation", math.nan)
+    return (
+        f"warning: the learned model alone is not better than the first stage on dev: "
+        f"{metric} {model:.4f} vs {first:.4f} (randomisation p = {p:.3g}, best step "
+        f"{int(metrics.get('best_step', -1))}); its contribution is nil or negative"
+    )
 
 
 def _promote(new: str, best: str) -> None:

@@ -58,6 +58,10 @@ def test_bert_smoke_trains_through_the_cli_with_encoder_and_head_rates(tmp_path)
     assert run.status == "COMPLETED"
     assert set(run.result) >= {"mrr@10", "ndcg@10"}
     lrs = {row["variable"]: row["lr"] for row in run.group_table}
+    groups = {row["variable"]: row["group"] for row in run.group_table}
+    # Named groups: the head and the encoder (everything else); "default" holds nothing.
+    assert set(groups.values()) == {"head", "encoder"} and groups["head/kernel"] == "head"
+    assert groups["pooled_dense/kernel"] == groups["token_embedding/embeddings"] == "encoder"
     assert lrs["head/kernel"] == pytest.approx(1e-3)
     assert lrs["transformer_layer_1/self_attention_layer/query/kernel"] == pytest.approx(2e-5)
     assert lrs["token_embedding/embeddings"] == pytest.approx(2e-5)

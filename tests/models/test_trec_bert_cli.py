@@ -44,6 +44,9 @@ def test_bert_over_trec_files_trains_saves_whole_and_reranks_identically(tmp_pat
     info = json.loads((folder / "info.json").read_text())
     assert record["status"] == "COMPLETED"
     assert {f"test/{name}" for name in MEASURES} <= set(record["result"])
+    # A preset's weights are pretrained: step 0 is evaluated and recorded beside the best.
+    assert {f"start/dev/{name}" for name in MEASURES} <= set(record["result"])
+    assert (folder / "step_00000000.dev.run").is_file()
     # Truncation is counted in WordPiece tokens of the preset's vocabulary.
     assert info["task"]["truncation"]["max_doc_length"] == 21
     best = json.loads((tmp_path / "w" / "best" / "best.json").read_text())

@@ -179,3 +179,36 @@ def test_plot_unknown_metric_fails(three_stores, tmp_path, capsys):
     out = tmp_path / "none.png"
     assert run_cli(["plot", sources[0], "--metric", "eval/bleu", "-o", str(out)]) == 1
     assert "eval/bleu" in capsys.readouterr().err and not out.exists()
+
+
+def test_compare_vs_first_stage_shows_the_recorded_p_values_without_a_best_column():
+    import argparse
+    import datetime as dt
+
+    from capreolus_opt.runs.records import Run
+
+    result = {
+        "test/ndcg@10": 0.41, "test/model/ndcg@10": 0.30, "test/first_stage/ndcg@10": 0.36,
+        "test/model/p_ttest": 0.012, "test/model/p_randomisation": 0.0103,
+        "test/model/wins": 10.0, "test/model/losses": 25.0, "test/model/ties": 5.0,
+        "test/interpolated/p_randomisation": 0.04, "dev/ndcg@10": 0.5,
+    }  # fmt: skip
+    run = Run(
+        run_uuid="b" * 32, status="COMPLETED", start_time=dt.datetime(2026, 1, 1),
+        stop_time=None, hparams={}, gin_files=[], gin_bindings=[], seed=0, group_table=[],
+        metrics={}, result=result,
+    )  # fmt: skip
+    args = argparse.Namespace(
+        where=[], status=[], metric=None, vs_first_stage=True, group_by=None, baseline=None,
+        format="json", sort=None, alpha=0.05,
+    )  # fmt: skip
+    (row,) = json.loads(runs_cli._table_for([run], args))
+    assert row["eval/test/model/p_randomisation:final"] == 0.0103
+    assert row["eval/test/interpolated/p_randomisation:final"] == 0.04
+    assert row["eval/test/model/p_ttest:final"] == 0.012
+    assert row["eval/test/model/wins:final"] == 10 and row["eval/test/model/losses:final"] == 25
+    assert row["eval/test/first_stage/ndcg@10:final"] == 0.36
+    assert row["eval/test/model/ndcg@10:best"] == 0.30  # a metric keeps its best column
+    assert not any(k.endswith(":best") and ("/p_" in k or "/wins" in k or "/losses" in k)
+                   for k in row)  # fmt: skip
+    assert "eval/dev/ndcg@10:final" not in row  # only the selection asked for

@@ -1,4 +1,4 @@
-"""capreolus_opt.runs.stats against SciPy and hand computations on hand-made data."""
+"""capreolus_opt.stats against SciPy and hand computations on hand-made data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from capreolus_opt.runs import stats
+from capreolus_opt import stats
 
 # Per-query scores of two systems (hand-made, ties and a zero difference included).
 A = np.array([0.61, 0.40, 0.93, 0.25, 0.77, 0.50, 0.66, 0.31, 0.88, 0.45, 0.52, 0.70])
@@ -113,3 +113,18 @@ def test_holm_by_hand_and_with_nan():
     assert got[0] == pytest.approx(0.4) and math.isnan(got[1]) and got[2] == pytest.approx(0.6)
     assert stats.holm([0.9, 0.8]) == [1.0, 1.0]
     assert stats.holm([]) == []
+
+
+def test_paired_comparison_counts_by_hand_and_p_values_match_scipy():
+    # A - B by hand: 8 positive, 2 zero (0.25 - 0.25, 0.66 - 0.66), 2 negative (queries 2, 10).
+    d = A - B
+    assert (
+        stats.win_tie_loss(A, B)
+        == (8, 2, 2)
+        == (int((d > 1e-9).sum()), int((abs(d) <= 1e-9).sum()), int((d < -1e-9).sum()))
+    )
+    got = stats.paired_comparison(A, B)
+    assert got["p_ttest"] == pytest.approx(sps.ttest_rel(A, B).pvalue, rel=1e-12)
+    assert got["diff"] == pytest.approx(np.mean(d), rel=1e-14)
+    assert got["p_randomisation"] == stats.permutation_test(A, B).pvalue
+    assert (got["wins"], got["ties"], got["losses"]) == (8.0, 2.0, 2.0)

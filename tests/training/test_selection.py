@@ -154,3 +154,76 @@ def test_model_only_checkpoint_restore_is_partial_which_is_why_weights_exist(tmp
     reader = tf.train.load_checkpoint(path)
     under_model = [k for k in reader.get_variable_to_shape_map() if k.startswith("model/")]
     assert len(under_model) < len(model.variables)
+
+
+class _WithTestSplit(_DevTestTask):
+    """A dev/test task whose test candidates are scored at the end by the best model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tested: list[tuple[int, dict, dict]] = []
+
+    def test_dataset(self, global_batch_size: int):
+        return f"test batches of {global_batch_size}"
+
+    def record_test_evaluation(self, step, outputs, directory, best) -> list[str]:
+        self.tested.append((step, outputs, dict(best)))
+        self.recorded[step]["test/ndcg@10"] = outputs["kernel_sum"]
+        return []
+
+
+def test_test_split_is_scored_once_by_the_best_weights_with_step_0_beside(tmp_path):
+    import io
+
+    task, model = _WithTestSplit(), _model()
+    recorder = EvaluationRecorder(task, model, str(tmp_path), chief=True)
+    evaluations = tmp_path / "evaluations"
+    evaluations.mkdir()
+    for step, dev, model_alone in [(0, 0.40, 0.30), (10, 0.5, 0.35), (20, 0.45, 0.5)]:
+        model.layers[0].kernel.assign(np.full((3, 2), step, np.float32))
+        task.current = {
+            "dev/ndcg@10": dev, "dev/model/ndcg@10": model_alone,
+            "dev/first_stage/ndcg@10": 0.38, "dev/model/p_randomisation": 0.25,
+        }  # fmt: skip
+        recorder.evaluated(step, {"ndcg@10": dev})
+        if step == 0:  # what final_metrics(0) reads is the step-0 file's existence
+            (evaluations / "step_00000000.metrics.json").write_text("{}")
+    seen = []
+
+    def evaluate(dataset):
+        seen.append(dataset)
+        return {"kernel_sum": float(np.sum(model.layers[0].kernel))}
+
+    assert recorder.score_test(evaluate, 8)
+    # The best step (10) was reloaded although the model last held step 20's weights.
+    assert seen == ["test batches of 8"] and task.tested[0][1] == {"kernel_sum": 60.0}
+    assert task.tested[0][0] == 10 and task.tested[0][2]["step"] == 10
+    err = io.StringIO()
+    final, _ = recorder.finish({"ndcg@10": 0.45}, stream=err)
+    assert final["test/ndcg@10"] == 60.0 and final["best_step"] == 10.0
+    assert final["start/dev/ndcg@10"] == 0.40 and final["start/dev/model/ndcg@10"] == 0.30
+    # The best model alone (0.35) is below the first stage (0.38): said on stderr, once.
+    assert err.getvalue() == (
+        "warning: the learned model alone is not better than the first stage on dev: ndcg@10 "
+        "0.3500 vs 0.3800 (randomisation p = 0.25, best step 10); its contribution is nil or "
+        "negative\n"
+    )
+    # Tasks without a test split (or without a best model) are left alone.
+    assert not EvaluationRecorder(
+        _DevTestTask(), model, str(tmp_path / "x"), chief=True
+    ).score_test(evaluate, 8)
+
+
+def test_rerank_scores_with_one_trace_for_every_batch_size_equal_to_the_model():
+    from capreolus_opt.models.saved_reranker import compiled_scorer
+
+    model = build_reranker(vocab_size=30, query_length=4, document_length=6, hidden_dim=8,
+                           num_heads=2, intermediate_dim=8, num_layers=1)  # fmt: skip
+    score = compiled_scorer(model, 4, 6)
+    rng = np.random.default_rng(0)
+    for n in (5, 3):
+        q = rng.integers(1, 30, (n, 4)).astype(np.int32)
+        d = rng.integers(1, 30, (n, 6)).astype(np.int32)
+        eager = model({"query": q, "document": d}, training=False)
+        np.testing.assert_allclose(score(q, d), eager, rtol=1e-5, atol=1e-6)
+    assert score.experimental_get_tracing_count() == 1

@@ -48,7 +48,55 @@ def test_progress_is_plain_lines_off_a_terminal() -> None:
     lines = stream.getvalue().splitlines()
     assert [line.split()[1] for line in lines] == ["100/200", "200/200"]
     assert lines[-1].startswith("step 200/200  loss 0.0050  ")
-    assert lines[-1].endswith(" examples/s")
+    assert lines[-1].endswith(" examples/s  ETA 0:00:00")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_has_decimals_eta_leaves_out_evaluation_and_a_long_run_is_warned_once() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    reporter = ProgressReporter(10_000, 3, every=1, stream=stream, clock=clock)
+    for step in range(1, 7):
+        clock.now += 30.0 if step == 1 else 0.75  # the first call traces: not timed
+        if step == 4:  # an evaluation of 3 batches takes 50 s between steps 3 and 4
+            on_batch = reporter.eval_started("eval at step 3", 3)
+            for _ in range(3):
+                clock.now += 50.0 / 3
+                on_batch()
+            reporter.eval_done()
+        reporter.update(step, 0.5)
+    lines = stream.getvalue().splitlines()
+    # 3 examples per 0.75 s = 4 examples/s; 9,996 steps left at 0.75 s each = 7497 s.
+    assert lines[3] == "step 4/10000  loss 0.5000  4.0 examples/s  ETA 2:04:57"
+    warnings = [ln for ln in lines if ln.startswith("warning:")]
+    assert warnings == [
+        "warning: at 4.0 examples/s the remaining 9,996 steps take about 2:04:57 (more than "
+        "2:00:00): fewer steps, shorter sequences, a smaller model or an accelerator would help"
+    ]
+    assert lines[0] == "step 1/10000  loss 0.5000  0.1 examples/s"  # no ETA before two calls
+
+
+def test_evaluation_progress_redraws_with_an_eta_on_a_terminal_only() -> None:
+    stream, clock = FakeTerminal(), FakeClock()
+    reporter = ProgressReporter(10, 4, stream=stream, clock=clock)
+    on_batch = reporter.eval_started("test, best model", 4)
+    clock.now += 2.0
+    on_batch()
+    reporter.eval_done()
+    reporter.evaluated(10, {"ndcg@10": 0.5})
+    text = stream.getvalue()
+    assert "\rtest, best model: batch 1/4  ETA 0:00:06" in text
+    assert text.endswith("\neval at step 10/10  ndcg@10 0.5000\n")
+    plain = io.StringIO()
+    quiet = ProgressReporter(10, 4, stream=plain, clock=clock)
+    quiet.eval_started("eval at step 5", 4)()
+    assert plain.getvalue() == ""
 
 
 def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
@@ -90,3 +138,20 @@ def test_progress_off_and_bad_mode() -> None:
     assert stream.getvalue() == ""
     with pytest.raises(ValueError, match="Received: 'fancy'"):
         ProgressReporter(10, 4, mode="fancy")
+
+
+def test_count_progress_draws_rate_and_eta_on_a_terminal_only() -> None:
+    from capreolus_opt.training.sinks import CountProgress
+
+    stream, clock = FakeTerminal(), FakeClock()
+    bar = CountProgress(1000, what="reranked", stream=stream, clock=clock)
+    clock.now += 4.0
+    bar(256)
+    bar.close()
+    assert stream.getvalue() == "\rreranked 256/1,000 pairs  64.0 pairs/s  ETA 0:00:12\x1b[K\n"
+    plain = io.StringIO()
+    CountProgress(10, stream=plain)(5)
+    assert plain.getvalue() == ""
+    forced = io.StringIO()
+    CountProgress(10, stream=forced, mode="bar", clock=clock)(0)
+    assert "ETA ?" in forced.getvalue()

@@ -234,3 +234,25 @@ def test_every_checkpoint_follows_a_flush_of_the_points_before_it(tmp_path: Path
     run(tmp_path / "w", sink=sink, num_steps=8, metrics_every=1, checkpoint_every=4)
     assert [step for step, _ in at_save] == [4, 8]
     assert all(delivered >= step for step, delivered in at_save), at_save
+
+
+def test_step_0_is_evaluated_for_pretrained_tasks_and_not_again_on_resume(tmp_path: Path) -> None:
+    class Pretrained(RegressionTask):
+        pretrained = True
+
+    sink = ListSink()
+    first = run(tmp_path / "p", task=Pretrained(), num_steps=2, sink=sink)
+    (point,) = [p for p in sink.series("eval/mse") if p[0] == 0]
+    # Step 0 is the untrained model: its mse is that of the freshly seeded model.
+    fresh = run(tmp_path / "fresh", num_steps=0)
+    assert point[1] == pytest.approx(fresh.eval_metrics["mse"], rel=1e-6)
+    assert first.eval_metrics["start/mse"] == point[1] and first.eval_metrics["start/count"] == 37
+    assert "start/mse" not in run(tmp_path / "plain", num_steps=2).eval_metrics  # random init
+    # An explicit False wins over the task; a resumed run past step 0 does not redo it.
+    assert "start/mse" not in run(tmp_path / "off", task=Pretrained(), eval_at_start=False,
+                                  num_steps=2).eval_metrics  # fmt: skip
+    again = ListSink()
+    resumed = run(tmp_path / "p", task=Pretrained(), num_steps=4, sink=again)
+    assert [s for s, _ in again.series("eval/mse")] == [
+        4
+    ] and "start/mse" not in resumed.eval_metrics
