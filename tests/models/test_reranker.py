@@ -124,6 +124,7 @@ def _evaluate(task, model):
     return task.eval_metrics({k: np.concatenate(v) for k, v in outs.items()})
 
 
+@pytest.mark.slow
 def test_training_on_synthetic_data_beats_untrained_model():
     keras.utils.set_random_seed(0)
     task = _task(loss="softmax")
