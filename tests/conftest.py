@@ -23,9 +23,9 @@ tf.config.set_logical_device_configuration(
 
 
 # --- tiers ----------------------------------------------------------------------------------
-# `pytest` alone runs the fast tier (pyproject's addopts deselect `slow`);
-# `pytest -m "slow or not slow" -n 2` runs everything. A test that starts a process (a CLI run, a
-# server, a browser) belongs to the slow tier: an audit hook fails any unmarked test that does, in
+# `pytest` alone runs the fast tier (pyproject's addopts deselect `slow`); `pytest -m "slow or not
+# slow" -n 2 --dist loadgroup` runs everything. A test that starts a process (a CLI run, a server,
+# a browser) belongs to the slow tier: an audit hook fails any unmarked test that does, in
 # either tier, so the fast tier stays in-process. Short helpers the library itself runs in-process
 # are let through: `git`, `cat /proc/cpuinfo` and `nvidia-smi` (Sacred's repository and host
 # info) and the C++ compiler, `$CXX` or g++ (the one-pass Adam kernel, built once into a cache).
