@@ -1,7 +1,7 @@
 """Benchmark: ``load_runs`` on 1,000 FileStorage runs x 1,000 metric points vs plain ``json.load``.
 
-Quality bar (issue 5): reading and normalizing the runs costs less than 3x ``json.load`` of the
-same files (run.json, config.json, info.json, metrics.json of every run folder). Issue 10:
+Quality bar: reading and normalizing the runs costs less than 3x ``json.load`` of the
+same files (run.json, config.json, info.json, metrics.json of every run folder), and
 ``compare --group-by`` (7 groups of seeds, mean/std/CI per group) costs at most 2x plain
 ``compare`` on the same runs, both through the real command handler. The folders are
 written in Sacred's FileStorageObserver format (``json.dump(..., sort_keys=True, indent=2)``, ISO

@@ -6,7 +6,7 @@
 
 Times only the optimizer step (`apply` on fixed gradients) in one process. The optimizers'
 steps are interleaved (one step of each, in turn, repeated) and the median is reported, because
-absolute times on shared machines drift. Cases (issue 2): (a) ~27M parameters in 13 variables,
+absolute times on shared machines drift. Cases: (a) ~27M parameters in 13 variables,
 (b) 200 small variables; eager, `tf.function` (graph) and `jit_compile=True` (xla); amsgrad off
 and on. AdamMultilr has 3 groups (2 patterns + default); MultiOptimizer maps the same patterns
 to 3 Adam instances. "AdamMultilr tf" is AdamMultilr on TF's ResourceApplyAdam kernels

@@ -8,6 +8,9 @@ time, before any test module imports TensorFlow work.
 from __future__ import annotations
 
 import os
+import sys
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,3 +23,43 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+# --- tiers ----------------------------------------------------------------------------------
+# `pytest` alone runs the fast tier (pyproject's addopts deselect `slow`); `pytest -m "slow or not
+# slow" -n 2 --dist loadgroup` runs everything. A test that starts a process (a CLI run, a server,
+# a browser) belongs to the slow tier: an audit hook fails any unmarked test that does, in
+# either tier, so the fast tier stays in-process. Short helpers the library itself runs in-process
+# are let through: `git`, `cat /proc/cpuinfo` and `nvidia-smi` (Sacred's repository and host
+# info) and the C++ compiler, `$CXX` or g++ (the one-pass Adam kernel, built once into a cache).
+_HOST_INFO_PROGRAMS = {"git", "cat", "nvidia-smi"}
+_UNMARKED_TEST: list[str] = []  # the node id of the unmarked test now running, if any
+_SPAWN_EVENTS = {
+    "subprocess.Popen", "os.posix_spawn", "os.spawn", "os.system", "os.fork", "os.exec"
+}  # fmt: skip
+
+
+def _refuse_processes_in_fast_tests(event: str, args: tuple) -> None:
+    if not _UNMARKED_TEST or event not in _SPAWN_EVENTS:
+        return
+    if event == "subprocess.Popen":
+        program = os.path.basename(str(args[0]))
+        if program in _HOST_INFO_PROGRAMS or program == (os.environ.get("CXX") or "g++"):
+            return
+    raise RuntimeError(
+        f"{_UNMARKED_TEST[0]} starts a process ({event} {args[:2]!r}); "
+        "mark it @pytest.mark.slow or keep it in-process"
+    )
+
+
+sys.addaudithook(_refuse_processes_in_fast_tests)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.get_closest_marker("slow") is None:
+        _UNMARKED_TEST.append(item.nodeid)
+    try:
+        return (yield)
+    finally:
+        _UNMARKED_TEST.clear()

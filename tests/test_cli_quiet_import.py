@@ -8,7 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.cli_helpers import ROOT, SMOKE, run_cli
+
+pytestmark = pytest.mark.slow  # every test starts the real command line
 
 FAKE_TENSORFLOW = """
 import os, sys

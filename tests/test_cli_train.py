@@ -17,6 +17,7 @@ from tests.cli_helpers import (
     run_cli,
 )
 
+pytestmark = pytest.mark.slow  # every test trains through the real command line
 MIRRORED = str(ROOT / "gin_configs" / "strategy" / "mirrored.gin")
 
 
@@ -53,7 +54,6 @@ def test_resume_in_the_same_workdir_ends_with_the_uninterrupted_weights(tmp_path
     assert_same_weights(model_weights(resumed), model_weights(straight), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_equals_the_default_strategy(tmp_path):
     default_proc, default = _train(tmp_path, "default", "--gin_param", "train.num_steps = 4")
     assert default_proc.returncode == 0, default_proc.stderr

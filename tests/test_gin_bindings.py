@@ -60,6 +60,7 @@ def test_group_table_of_the_smoke_config_covers_every_variable():
         assert row.group == expected, row
 
 
+@pytest.mark.slow
 def test_groups_cli_prints_table_with_totals():
     proc = run_cli("groups", SMOKE)
     assert proc.returncode == 0, proc.stderr
@@ -71,6 +72,7 @@ def test_groups_cli_prints_table_with_totals():
     assert f"{params:,}" in total
 
 
+@pytest.mark.slow
 def test_groups_cli_strict_fails_on_a_pattern_that_matches_nothing():
     typo = 'AdamMultilr.pattern_lrs = [{"name": "enc", "patterns": ["^encodr/"], "lr": 1e-4}]'
     proc = run_cli("groups", SMOKE, "--gin_param", typo, "--strict")
@@ -81,6 +83,7 @@ def test_groups_cli_strict_fails_on_a_pattern_that_matches_nothing():
     assert "^encodr/" in lenient.stderr  # still warned
 
 
+@pytest.mark.slow
 def test_groups_cli_rejects_a_bad_binding():
     proc = run_cli("groups", SMOKE, "--gin_param", "AdamMultilr.learnig_rate = 1e-3")
     assert proc.returncode != 0
@@ -164,6 +167,7 @@ def test_lr_group_passes_multipliers_and_is_validated_by_the_optimizer():
         gin_bindings.configured("train.optimizer")()
 
 
+@pytest.mark.slow
 def test_groups_cli_applies_a_per_group_binding():
     proc = run_cli("groups", SMOKE, "--gin_param", "encoder/lr_group.lr = 3e-4")
     assert proc.returncode == 0, proc.stderr
@@ -176,6 +180,7 @@ def test_groups_cli_applies_a_per_group_binding():
     )
 
 
+@pytest.mark.slow
 def test_sweep_dry_run_accepts_the_recorded_group_name():
     grid = "encoder/lr_group.lr=[1e-4, 3e-4]"
     proc = run_cli("sweep", SMOKE, "--grid", grid, "--dry-run")

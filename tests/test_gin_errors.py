@@ -8,6 +8,7 @@ from capreolus_opt import gin_bindings
 from tests.cli_helpers import SMOKE, run_cli
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("binding", "message"),
     [

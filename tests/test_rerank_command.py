@@ -12,6 +12,7 @@ from tests.cli_helpers import run_cli
 HEAVY = ("tensorflow", "keras", "gin", "sacred", "ir_measures", "bm25s")
 
 
+@pytest.mark.slow
 def test_registering_rerank_imports_nothing_heavy():
     code = (
         "import argparse, sys\n"

@@ -74,7 +74,7 @@ def _table_for(runs: Any, args: argparse.Namespace) -> str:
     for pattern in unmatched:
         print(f"note: metric {pattern!r} matches no logged metric", file=sys.stderr)
     if args.group_by is not None or args.baseline or args.format == "latex":
-        from capreolus_opt.runs.group_report import grouped_report  # issue 10: seed groups
+        from capreolus_opt.runs.group_report import grouped_report  # seed groups
 
         group_by = [] if args.group_by is None and args.baseline else args.group_by
         return grouped_report(
@@ -135,7 +135,7 @@ def plot_handler(args: argparse.Namespace) -> int:
             return _fail("no runs match the --where/--status filters", exit_codes.FAILED)
         if args.group_by is None:
             plot.plot_runs(selected, args.metric, args.output)
-        else:  # issue 10: mean and band per group of seeds
+        else:  # mean and band per group of seeds
             from capreolus_opt.runs import group_plot, groups
 
             names = plot.plot_metric_names(selected, args.metric)

@@ -65,8 +65,8 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
       so a MirroredStrategy run equals a one-device run (stock Keras clips each replica's part).
     - Outside XLA, float32/float64 variables take one fused kernel per variable. On the CPU it
       is our one-pass op (`capreolus_opt.optimizer.kernel`: one read of p/g/m/v, one write of
-      p/m/v, weight decay folded in; ~0.55x the time of TF's kernels on 27M parameters), which
-      g++ compiles against the installed TF on first use (~15 s, then cached per user). GPU
+      p/m/v, weight decay folded in; `benchmarks/optimizer_step.py` times it against TF's), which
+      g++ compiles against the installed TF on first use (then cached per user). GPU
       variables, ``CAPREOLUS_OPT_ADAM_KERNEL=tf``, or a failed build or load (one warning) take
       TF's ``ResourceApplyAdam`` kernels; the two agree bit for bit (within 2 ulp with weight
       decay). Both round ``1 - beta`` in the variable's dtype where Keras rounds the Python

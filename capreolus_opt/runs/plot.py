@@ -84,7 +84,7 @@ def plot_runs(
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
-    # Below the panels, shared: legends inside covered the curves with 3+ runs (issue 10).
+    # Below the panels, shared: legends inside covered the curves with 3+ runs.
     add_outside_legend(fig, fig.axes)
     if output is not None:
         fig.savefig(output, dpi=90)

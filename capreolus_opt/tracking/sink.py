@@ -28,9 +28,8 @@ most the points of the last ``flush_every_s`` seconds (3 s by default). The run 
 ``info.beat_every_s``; readers show a RUNNING run whose heartbeat is more than
 :data:`~capreolus_opt.records.status.STALE_BEATS` beats old as ``DIED``.
 
-Cost (measured, benchmarks/tracking_overhead.py, quickstart 300 steps, FileStorage + SQLite):
-tracking time 0.54% of the run's wall time, observer calls on all threads 0.55%; on a 10 s run
-(100 steps) the fixed start/end cost (~0.2 s) makes it ~2.5%. A delivery is one rewrite of
+Cost: ``benchmarks/tracking_overhead.py`` prints the share of a run's wall time spent tracking
+(FileStorage + SQLite, quickstart config). A delivery is one rewrite of
 FileStorage's ``metrics.json`` and one SQL commit; a beat adds ``run.json`` (and
 ``info.json``/``cout.txt`` when they changed) and the row update in the same commit.
 """

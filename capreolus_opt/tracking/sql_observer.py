@@ -13,9 +13,8 @@ or CPU name fails the insert). :class:`SqlMetricsObserver` keeps Sacred's schema
 the run insert on conflicts, so several processes can share one database.
 
 Speed: every Sacred event is one commit. With SQLite's default rollback journal each commit
-syncs the disk several times (~4 ms a commit on this machine when the disk is idle, more under
-load; the SQL observer's calls were over half of a quickstart run's tracking time), so SQLite
-files are opened in WAL mode with ``synchronous=NORMAL``: a commit appends to the log without a
+syncs the disk several times (`benchmarks/tracking_overhead.py` measures the cost), so SQLite files
+are opened in WAL mode with ``synchronous=NORMAL``: a commit appends to the log without a
 sync. A process crash loses nothing committed; an OS crash or power cut can lose the last
 commits (never corrupts the file). WAL keeps concurrent writers safe on a local disk (not on a
 network filesystem). Tables are created once per observer (a cheap existence check when they
@@ -136,7 +135,7 @@ class SqlMetricsObserver(SqlObserver):
         engine = sql_engine(parse_location(url))
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_wal)
-        # Same state as SqlObserver.__init__ (thread-local session, sacred issue #275).
+        # Same state as SqlObserver.__init__ (a thread-local session: IDSIA/sacred issues/275).
         self.engine = engine
         self.session = scoped_session(sessionmaker(bind=engine))
         self.priority = priority

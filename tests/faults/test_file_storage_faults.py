@@ -49,6 +49,7 @@ def test_a_truncated_source_file_is_replaced_not_trusted(tmp_path, monkeypatch):
     assert _sources_intact(tmp_path / "runs") == sources
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
 def test_a_disk_full_before_the_start_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

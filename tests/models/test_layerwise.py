@@ -150,6 +150,7 @@ def test_stacks_and_num_layers_are_exclusive():
         layerwise_decay_pattern_lrs(base_lr=1e-3, decay=0.9)
 
 
+@pytest.mark.slow
 def test_groups_cli_previews_stacks():
     from tests.cli_helpers import SMOKE, run_cli
 

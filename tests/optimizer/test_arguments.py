@@ -1,4 +1,4 @@
-"""Bad scalar arguments raise at construction, naming the argument and the value (issue 8);
+"""Bad scalar arguments raise at construction, naming the argument and the value;
 stock Keras accepts every one of these and fails later, or trains to NaN."""
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ def test_onepass_op_replaces_tf_kernel_and_weight_decay_pass(monkeypatch, amsgra
     assert "AssignSubVariableOp" in fallback and "AssignSubVariableOp" not in onepass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["plain", "amsgrad+weight_decay"])
 def test_mirrored_two_replicas_onepass_equals_tf_and_one_device(monkeypatch, case):
     monkeypatch.setenv(kernel.ENV_MODE, "onepass")

@@ -1,5 +1,5 @@
 """Bad `pattern_lrs` input fails at construction with a message naming the offending entry,
-the value received and what was expected (issue 2)."""
+the value received and what was expected."""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts a fresh interpreter
 HEAVY = ("tensorflow", "pandas", "matplotlib", "sqlalchemy", "pymongo", "keras", "gin", "sacred")
 
 

@@ -164,7 +164,7 @@ def test_plot_writes_png_with_one_line_per_run(three_stores, tmp_path, capsys):
     ]
     for ax in fig.axes:
         assert len(ax.get_lines()) == 4
-        assert ax.get_legend() is None  # one shared legend below the panels (issue 10)
+        assert ax.get_legend() is None  # one shared legend below the panels
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["learning_rate=0.001", "learning_rate=0.0003",
                       "learning_rate=0.0001", "learning_rate=0.003"]  # fmt: skip

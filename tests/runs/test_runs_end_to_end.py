@@ -22,7 +22,8 @@ from capreolus_opt.cli import main as cli_main
 from capreolus_opt.runs import load_runs
 from capreolus_opt.runs.plot import plot_runs
 
-pytestmark = pytest.mark.slow
+# One worker runs the module, so the shared sweep trains once under xdist (--dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("runs_end_to_end")]
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("CAPREOLUS_TEST_POSTGRES_URL")
 LRS = (1e-3, 3e-4)

@@ -18,7 +18,8 @@ from scipy import stats as sps
 
 from capreolus_opt.runs import load_runs
 
-pytestmark = pytest.mark.slow
+# One worker runs the module, so the shared sweep trains once under xdist (--dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("seeds_end_to_end")]
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("CAPREOLUS_TEST_POSTGRES_URL")
 SMOKE = ["train.num_steps = 2", "train.eval_every = 2", "train.checkpoint_every = 2",

@@ -75,6 +75,7 @@ def test_bad_grid_parallel_observer_or_config_exit_2(tmp_path, capsys):
     assert "no.gin" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_failed_points_do_not_stop_the_others():
     code = "import sys; sys.exit(int(sys.argv[1]))"
     argvs = [[sys.executable, "-c", code, rc] for rc in ("0", "3", "0")]

@@ -77,6 +77,7 @@ def test_train_reads_observers_from_the_environment(tmp_path, monkeypatch):
         cli.observer_urls(None)
 
 
+@pytest.mark.slow
 def test_the_cli_parser_imports_neither_optuna_nor_submitit_nor_tensorflow():
     import subprocess
     import sys

@@ -31,6 +31,7 @@ def tune(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_before_anything_starts(tmp_path):
     config = scratch_configs(tmp_path)
     common = ["--study", "s", "--space", "LR=float(1e-4, 1e-2, log)"]

@@ -64,6 +64,7 @@ def test_sqlite_and_file_observers_get_the_same_points(in_tmp):
     assert sql_metrics(url, uuid) == expected_points(range(1, 5))
 
 
+@pytest.mark.slow  # a PostgreSQL server
 @needs_postgres
 def test_postgresql_observer_records_metrics_result_and_status(in_tmp):
     import sqlalchemy as sa

@@ -81,6 +81,7 @@ def _run(script: str) -> subprocess.CompletedProcess:
     return out
 
 
+@pytest.mark.slow
 def test_fresh_process_mirrored_on_one_cpu_is_an_error() -> None:
     """Without conftest's split: mirrored on one CPU fails, naming the devices; afterwards the
     runtime is initialised and a split is refused with the existing configuration named."""
@@ -100,6 +101,7 @@ def test_fresh_process_mirrored_on_one_cpu_is_an_error() -> None:
     assert "initialised with 1 logical CPU device(s)" in out
 
 
+@pytest.mark.slow
 def test_fresh_process_num_cpu_devices_splits_the_cpu() -> None:
     out = _run(
         'print("REPLICAS:", make_strategy("mirrored", num_cpu_devices=3).num_replicas_in_sync)'

@@ -67,6 +67,7 @@ def test_mirrored_equals_default_on_same_global_batches(tmp_path: Path) -> None:
     assert two.eval_metrics["mse"] == pytest.approx(one.eval_metrics["mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_no_retrace_and_steps_per_loop_and_jit(tmp_path: Path) -> None:
     sink = ListSink()
     looped = run(

@@ -141,7 +141,7 @@ def onepass_ops() -> ModuleType | None:
 
     In ``auto`` mode a failure warns once per process with a one-line reason; ``onepass`` mode
     raises `KernelBuildError` instead. Called while a step is traced (the choice never enters the
-    graph): the first call may compile (about 15 s), later ones return the cached module."""
+    graph): the first call may compile (once per cache), later ones return the cached module."""
     requested = mode()
     if requested == "tf":
         return None
