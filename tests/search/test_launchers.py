@@ -25,7 +25,17 @@ def _slurm_args(tmp_path, *argv: str) -> argparse.Namespace:
     return parser.parse_args(["--slurm-folder", str(tmp_path / "jobs"), *argv])
 
 
-def test_flags_become_the_sbatch_resources_and_a_sigterm_before_the_time_limit(tmp_path):
+def test_flags_become_the_sbatch_resources_and_a_sigterm_before_the_time_limit(
+    tmp_path, monkeypatch
+):
+    # The executor only checks that sbatch and srun exist; this test reads the script and runs
+    # neither, so inert ones on PATH let it run on machines without Slurm.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "srun"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     args = _slurm_args(tmp_path, "--launcher", "slurm", "--slurm-partition", "gpu",
                        "--slurm-time", "120", "--slurm-cpus", "4", "--slurm-gpus", "1",
                        "--slurm-mem", "16G", "--slurm-signal-delay", "300")  # fmt: skip
