@@ -306,3 +306,34 @@ def test_a_bad_length_setting_is_named():
         TrecRerankingData(collection="c", topics="t", qrels="q", max_doc_length="long")
     with pytest.raises(ValueError, match=r"length_budget must be one of .*Received: 'joint'"):
         TrecRerankingData(collection="c", topics="t", qrels="q", length_budget="joint")
+
+
+# --- layer-wise decay with the recipe's schedule and no-decay groups --------------------------
+def test_layerwise_multipliers_with_no_decay_groups_cover_every_variable_once():
+    from capreolus_opt.models.layerwise import (
+        BERT_NO_DECAY_PATTERNS,
+        layerwise_decay_pattern_lrs,
+    )
+
+    groups = layerwise_decay_pattern_lrs(
+        base_lr=4.0, decay=0.5, num_layers=2, as_lr_mult=True,
+        no_decay_patterns=BERT_NO_DECAY_PATTERNS,
+    )  # fmt: skip
+    keras.utils.set_random_seed(0)
+    model = build_bert_reranker(vocab_size=20, query_length=3, document_length=5, **TINY)
+    schedule = LinearWarmupDecay(1e-3, total_steps=10, warmup_steps=0)
+    opt = AdamMultilr(learning_rate=schedule, weight_decay=0.01, pattern_lrs=groups)
+    opt.build(model.trainable_variables)
+    by_var = {v.path: g for g, vs in opt.variables_by_group().items() for v in vs}
+    assert set(by_var) == {v.path for v in model.trainable_variables}
+    assert not opt.variables_by_group()["default"]
+    for path, group in by_var.items():
+        assert group.endswith(".no_decay") == bool(_NO_DECAY.search(path)), (path, group)
+    depth = {"head": 0, "layer_1": 1, "layer_0": 2, "embeddings": 3}
+    mults = {g["name"]: g["lr_mult"] for g in groups}
+    for name, k in depth.items():
+        assert mults[name] == mults[f"{name}.no_decay"] == pytest.approx(4.0 * 0.5**k)
+    assert by_var["transformer_layer_0/feedforward_output_dense/bias"] == "layer_0.no_decay"
+    assert by_var["transformer_layer_0/feedforward_output_dense/kernel"] == "layer_0"
+    assert by_var["embeddings_layer_norm/gamma"] == "embeddings.no_decay"
+    assert all(g["weight_decay"] == 0.0 for g in groups if g["name"].endswith(".no_decay"))
