@@ -18,10 +18,12 @@ machine hits all of them alike):
   parameter groups, eager and under ``torch.compile``.
 
 Same batch (``--batch`` pairs of ``--length`` tokens, random ids, half the pairs positives),
-float32, every core. Prints per contender the median examples/s (training) and pairs/s (scoring,
-no gradient) and peak RSS, then the median over rounds of the ratio of this project to each
-peer (> 1: this project is faster). ``--checkpoint DIR`` points at another Hugging Face BERT
-folder (``config.json``, ``model.safetensors``, ``vocab.txt``).
+float32, every core, ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``; spinning OpenMP
+threads cost PyTorch several times their time on cores other processes share). Prints per
+contender the median examples/s (training) and pairs/s (scoring, no gradient) and peak RSS,
+then the median over rounds of the ratio of this project to each peer (> 1: this project is
+faster). ``--checkpoint DIR`` points at another Hugging Face BERT folder (``config.json``,
+``model.safetensors``, ``vocab.txt``).
 """
 
 from __future__ import annotations
@@ -195,7 +197,10 @@ def spawn(args, name: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--checkpoint", args.checkpoint]
     for key in ("steps", "warmup", "batch", "length"):
         cmd += [f"--{key}", str(getattr(args, key))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # OpenMP threads that spin while waiting (PyTorch's default) lose ~3x on a machine whose
+    # cores other processes share; passive waiting is the peers' best setting there.
+    env = {**os.environ, "OMP_WAIT_POLICY": args.omp_wait_policy}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -211,6 +216,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=160)
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument(
+        "--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"],
+        help="OMP_WAIT_POLICY of every contender (PASSIVE: best for PyTorch on shared cores)",
+    )  # fmt: skip
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.checkpoint = args.checkpoint or default_checkpoint()
