@@ -240,8 +240,9 @@ def build_dual_encoder(
     document = keras.Input((document_length,), dtype="int32", name="document")
     q = embedder(packer(query))
     d = embedder(packer(document))
+    # float32 to the end: float16 scores would tie candidates (about 3 significant digits).
     score = layers.Dot(axes=-1, dtype="float32", name="similarity")([q, d])
-    score = layers.Reshape((), name="squeeze")(score)
+    score = layers.Reshape((), dtype="float32", name="squeeze")(score)
     return keras.Model({"query": query, "document": document}, score, name="dual_encoder")
 
 

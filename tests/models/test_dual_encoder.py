@@ -337,3 +337,21 @@ def test_layerwise_multipliers_with_no_decay_groups_cover_every_variable_once():
     assert by_var["transformer_layer_0/feedforward_output_dense/kernel"] == "layer_0"
     assert by_var["embeddings_layer_norm/gamma"] == "embeddings.no_decay"
     assert all(g["weight_decay"] == 0.0 for g in groups if g["name"].endswith(".no_decay"))
+
+
+def test_under_mixed_float16_scores_and_loss_stay_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        builder = dual_encoder_builder(pooling="mean", **TINY)
+        model = builder(vocab_size=20, query_length=3, document_length=5, pad_id=0)
+        rng = np.random.default_rng(2)
+        query = rng.integers(1, 20, (4, 3)).astype(np.int32)
+        pos, neg = (rng.integers(1, 20, (4, 5)).astype(np.int32) for _ in range(2))
+        scores = model({"query": query, "document": pos})
+        loss = builder.per_example_loss(model, {"query": query, "positive": pos, "negative": neg},
+                                        False)  # fmt: skip
+        assert scores.dtype == "float32" and loss.dtype == "float32"
+        assert np.all(np.abs(np.asarray(scores)) <= 1.0 + 1e-3)  # cosines
+    finally:
+        keras.config.set_dtype_policy(previous)
