@@ -196,7 +196,8 @@ def build_dual_encoder(
     With ``preset`` the backbone and vocabulary are the preset's (``vocab_size``/``pad_id`` must
     be its tokenizer's); without one the size arguments build a random backbone on the data's
     ids (``[CLS]`` = ``vocab_size``, ``[SEP]`` = ``vocab_size + 1``). ``similarity="cosine"``
-    normalises the embeddings; ``"dot"`` normalises them only with ``normalize=True``.
+    normalises the embeddings; ``"dot"`` normalises them only with ``normalize=True``. The size
+    arguments and ``dropout`` shape a random backbone only (a preset brings its own).
     """
     _check_choice("similarity", similarity, SIMILARITIES)
     _check_choice("projection", projection, PROJECTIONS)
