@@ -15,13 +15,16 @@ Names in gin files:
   (``AdamMultilr.pattern_lrs = [@encoder/lr_group()]``, ``encoder/lr_group.lr = 1e-4``), so that
   each group's rate is a binding of its own, bindable and sweepable by name.
 - ``schedules.ExponentialDecay | PolynomialDecay | CosineDecay | PiecewiseConstantDecay``: Keras
-  learning-rate schedules, usable as a group lr inside ``pattern_lrs``.
+  learning-rate schedules, usable as a group lr inside ``pattern_lrs``;
+  ``schedules.LinearWarmupDecay`` (ours: linear warm-up, then linear decay), the fine-tuning
+  schedule of the BERT configs.
 - ``make_strategy``, ``train``: the training layer.
 - ``RerankingTask``, ``SyntheticRankingData``, ``TsvRankingData``, ``TrecRerankingData``: the
   example task and its data;
   ``layerwise_decay_pattern_lrs`` (``AdamMultilr.pattern_lrs = @layerwise_decay_pattern_lrs()``);
   with the ``hub`` extra, ``RerankingTask.model_builder = @bert_reranker_builder()`` and
-  ``TsvRankingData.tokenizer = @bert_wordpiece_tokenizer()`` (the preset's own WordPiece).
+  ``TsvRankingData.tokenizer = @bert_wordpiece_tokenizer()`` (the preset's own WordPiece);
+  ``RerankingTask.model_builder = @dual_encoder_builder()`` for the BERT dual encoder.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from capreolus_opt.data.tsv import TsvRankingData
 
 # keras_hub and tokenizers are imported only when these are called (extra `hub`).
 from capreolus_opt.models.bert import bert_reranker_builder, bert_wordpiece_tokenizer
+from capreolus_opt.models.dual_encoder import dual_encoder_builder
 from capreolus_opt.models.layerwise import layerwise_decay_pattern_lrs
 from capreolus_opt.models.reranker import RerankingTask
 from capreolus_opt.optimizer import AdamMultilr
@@ -195,6 +199,25 @@ def cosine_decay(
     )
 
 
+@gin.register("LinearWarmupDecay", module="schedules")
+def linear_warmup_decay(
+    peak_learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    end_learning_rate: float = 0.0,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up to ``peak_learning_rate`` over ``warmup_steps``, then linear decay to
+    ``end_learning_rate`` at ``total_steps`` (``optimizer/schedules.py``)."""
+    from capreolus_opt.optimizer.schedules import LinearWarmupDecay
+
+    return LinearWarmupDecay(
+        peak_learning_rate,
+        total_steps,
+        warmup_steps=warmup_steps,
+        end_learning_rate=end_learning_rate,
+    )
+
+
 @gin.register("PiecewiseConstantDecay", module="schedules")
 def piecewise_constant_decay(
     boundaries: Sequence[int], values: Sequence[float]
@@ -214,6 +237,7 @@ gin.register("TsvRankingData", module=_MODULE)(TsvRankingData)
 gin.register("TrecRerankingData", module=_MODULE)(TrecRerankingData)
 gin.register("bert_reranker_builder", module=_MODULE)(bert_reranker_builder)
 gin.register("bert_wordpiece_tokenizer", module=_MODULE)(bert_wordpiece_tokenizer)
+gin.register("dual_encoder_builder", module=_MODULE)(dual_encoder_builder)
 gin.register("layerwise_decay_pattern_lrs", module=_MODULE)(layerwise_decay_pattern_lrs)
 
 

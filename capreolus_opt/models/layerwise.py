@@ -19,6 +19,12 @@ Variables matched by no group fall back to the optimizer's ``learning_rate`` (se
 Example (L = 2, base 1e-3, decay 0.5): head 1e-3, ``layer_1`` 5e-4, ``layer_0`` 2.5e-4,
 embeddings 1.25e-4.
 
+With ``as_lr_mult=True`` every group gets ``"lr_mult"`` instead of ``"lr"`` (the same numbers,
+now multipliers of the optimizer's ``learning_rate``, e.g. a warm-up/decay schedule that then
+drives every layer). ``no_decay_patterns`` (e.g. ``BERT_NO_DECAY_PATTERNS``: LayerNorm and biases)
+put before each group ``<name>.no_decay``: its variables that also match one of these patterns,
+at the same rate, with ``"weight_decay": 0.0``.
+
 Several stacks (e.g. the vision and text towers of a dual encoder), each with its own depth:
 ``stacks=[{"name": "text", "layer_regex": r"^text/layer_(\d+)/", "num_layers": 12,
 "embedding_patterns": ["^text/embed/"]}, {"name": "vision", ...}]``. The regex's one capture
@@ -44,6 +50,7 @@ BERT_EMBEDDING_PATTERNS = (
 )
 BERT_LAYER_PATTERN = r"^transformer_layer_{i}/"
 BERT_HEAD_PATTERNS = (r"^head/", r"^pooled_dense/")
+BERT_NO_DECAY_PATTERNS = (r"_norm/(gamma|beta)$", r"/bias$")
 
 
 def layerwise_decay_pattern_lrs(
@@ -55,6 +62,8 @@ def layerwise_decay_pattern_lrs(
     embedding_patterns: Sequence[str] = BERT_EMBEDDING_PATTERNS,
     head_patterns: Sequence[str] = BERT_HEAD_PATTERNS,
     stacks: Sequence[Mapping[str, Any]] | None = None,
+    as_lr_mult: bool = False,
+    no_decay_patterns: Sequence[str] = (),
 ) -> list[dict]:
     """``pattern_lrs`` groups named ``head``, ``layer_<L-1>`` .. ``layer_0``, ``embeddings``
     (top to bottom) with the learning rates in the module docstring.
@@ -64,7 +73,30 @@ def layerwise_decay_pattern_lrs(
     (instead of ``num_layers``/``layer_pattern``/``embedding_patterns``), each stack dict has
     ``name``, ``layer_regex`` (one capture group: the depth), ``num_layers`` and optional
     ``embedding_patterns``; its groups are named ``<name>.layer_<i>`` and ``<name>.embeddings``.
+    ``as_lr_mult`` and ``no_decay_patterns``: module docstring.
     """
+    if isinstance(no_decay_patterns, str):
+        raise TypeError("no_decay_patterns must be a sequence of regexes")
+    groups = _layer_groups(
+        base_lr, decay, num_layers, layer_pattern, embedding_patterns, head_patterns, stacks
+    )
+    if as_lr_mult:
+        groups = [{**{k: v for k, v in g.items() if k != "lr"}, "lr_mult": g["lr"]} for g in groups]
+    if not no_decay_patterns:
+        return groups
+    either = "|".join(f"(?:{p})" for p in no_decay_patterns)
+    out: list[dict] = []
+    for group in groups:
+        inside = "|".join(f"(?:{p})" for p in group["patterns"])
+        both = f"^(?=.*?(?:{inside}))(?=.*?(?:{either}))"  # in the group AND no-decay
+        out += [{**group, "name": f"{group['name']}.no_decay", "patterns": [both],
+                 "weight_decay": 0.0}, group]  # fmt: skip
+    return out
+
+
+def _layer_groups(
+    base_lr, decay, num_layers, layer_pattern, embedding_patterns, head_patterns, stacks
+) -> list[dict]:
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1]. Received: {decay!r}")
     if not base_lr >= 0.0:

@@ -163,7 +163,12 @@ class RerankingTask:
         return model({"query": query, "document": document}, training=training)
 
     def per_example_loss(self, model: keras.Model, features: Mapping, training: bool):
-        """Ranking loss ``[B]``: both documents are scored in one model call over ``2B`` rows."""
+        """Ranking loss ``[B]``: both documents are scored in one model call over ``2B`` rows;
+        a ``model_builder`` with its own ``per_example_loss`` (the dual encoder's in-batch
+        softmax) computes it instead."""
+        own = getattr(self.model_builder, "per_example_loss", None)
+        if own is not None:
+            return own(model, features, training)
         query = features["query"]
         both = self.score(
             model,

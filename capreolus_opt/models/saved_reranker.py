@@ -3,8 +3,9 @@
 Training (``training/selection.py``) keeps the best model by the dev metric in
 ``<workdir>/best/``: ``model.weights.npz`` (every variable by path), ``reranker.json`` (the
 builder's arguments and maximum lengths), ``vocab.txt`` (a word-level encoder) and, for a
-``model_builder``'s model such as BERT, ``model.keras`` (the whole model; BERT's input layer
-carries the preset's WordPiece vocabulary and settings, so the tokenizer comes back with it).
+``model_builder``'s model such as a BERT cross- or dual-encoder, ``model.keras`` (the whole
+model; its input layer carries the preset's WordPiece vocabulary and settings, so the tokenizer
+comes back with it).
 ``load_reranker`` rebuilds or loads the model and restores every weight with
 ``training.weights.restore_weights``, which fails loudly on any missing, extra or differently
 shaped variable. ``rerank_run`` scores with the same tokenizer and lengths as training, and
@@ -109,6 +110,7 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
             import capreolus_opt.models.bert_encoder  # noqa: F401  (registers BertEncoder)
         except MissingExtraError as exc:
             hint = f" (a BERT model needs the `hub` extra: {exc})"
+        from capreolus_opt.models import dual_encoder  # noqa: F401 -- registers its layers
         from capreolus_opt.models.bert import tokenizer_from_model
         from capreolus_opt.storage.paths import check_file_name, safe_join
 

@@ -68,7 +68,9 @@ def _build_optimizer(optimizer: Any, strategy: tf.distribute.Strategy) -> Any:
         optimizer = optimizer()
         if not isinstance(optimizer, keras.optimizers.Optimizer):
             raise TypeError(f"the optimizer factory returned {optimizer!r}, not a keras optimizer")
-    if not strategy.extended.variable_created_in_scope(optimizer.iterations.value):
+    # The step counter variable (`iterations` is a tensor under gradient accumulation).
+    counter = optimizer.variables[0]
+    if not strategy.extended.variable_created_in_scope(getattr(counter, "value", counter)):
         raise ValueError(
             f"optimizer {optimizer.name!r} was created outside the scope of the "
             f"{type(strategy).__name__}; pass a zero-argument factory so train() can create it "

@@ -6,6 +6,8 @@
   wrapped in ``keras.optimizers.LossScaleOptimizer`` (dynamic scale, starting at 2**15: halved
   and the step skipped when a gradient overflows, doubled after 2000 finite steps) so small
   gradients do not underflow float16. Volta+ GPUs.
+- ``"auto"``: ``"mixed_float16"`` when TensorFlow sees a GPU, else ``None`` (a CPU computes
+  float16 slower than float32); what the BERT fine-tuning configs use.
 - ``None``: the global policy is left as it is (float32 unless the caller set another).
 
 The policy is set around ``train()`` only (the model is built inside) and the previous one comes
@@ -23,21 +25,31 @@ import keras
 import tensorflow as tf
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
+AUTO = "auto"
 
 
 def check_policy(name: Any) -> None:
-    """Raises ValueError naming ``name`` unless it is None or one of ``POLICIES``."""
-    if name is not None and name not in POLICIES:
+    """Raises ValueError naming ``name`` unless it is None, ``"auto"`` or one of ``POLICIES``."""
+    if name is not None and name != AUTO and name not in POLICIES:
         raise ValueError(
-            f"mixed_precision must be one of {list(POLICIES)} or None. Received: {name!r}"
+            f"mixed_precision must be one of {[*POLICIES, AUTO]} or None. Received: {name!r}"
         )
+
+
+def resolve_policy(name: str | None) -> str | None:
+    """``name``, with ``"auto"`` replaced by ``"mixed_float16"`` on a GPU machine, else None."""
+    check_policy(name)
+    if name != AUTO:
+        return name
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else None
 
 
 @contextmanager
 def policy_scope(name: str | None) -> Iterator[str]:
-    """Set the global Keras dtype policy ``name`` (None: keep the current one) for the block;
+    """Set the global Keras dtype policy ``name`` (None: keep the current one; ``"auto"``:
+    ``resolve_policy``) for the block;
     yields the policy in effect and restores the previous one on exit."""
-    check_policy(name)
+    name = resolve_policy(name)
     previous = keras.config.dtype_policy()
     if name is not None:
         keras.config.set_dtype_policy(name)

