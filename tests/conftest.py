@@ -30,9 +30,11 @@ tf.config.set_logical_device_configuration(
 # slow" -n 2 --dist loadgroup` runs everything. A test that starts a process (a CLI run, a server,
 # a browser) belongs to the slow tier: an audit hook fails any unmarked test that does, in
 # either tier, so the fast tier stays in-process. Short helpers the library itself runs in-process
-# are let through: `git`, `cat /proc/cpuinfo` and `nvidia-smi` (Sacred's repository and host
-# info) and the C++ compiler, `$CXX` or g++ (the one-pass Adam kernel, built once into a cache).
-_HOST_INFO_PROGRAMS = {"git", "cat", "nvidia-smi"}
+# are let through: `git`, `cat /proc/cpuinfo`, `nvidia-smi` and `file -b` (Sacred's repository
+# and host info; platform.architecture()), `ldconfig -p` (ctypes' find_library("c"), which
+# importing sacred.optional runs) and the C++ compiler, `$CXX` or g++ (the one-pass Adam kernel,
+# built once into a cache).
+_HOST_INFO_PROGRAMS = {"git", "cat", "nvidia-smi", "ldconfig", "file"}
 _UNMARKED_TEST: list[str] = []  # the node id of the unmarked test now running, if any
 _SPAWN_EVENTS = {
     "subprocess.Popen", "os.posix_spawn", "os.spawn", "os.system", "os.fork", "os.exec"

@@ -173,8 +173,8 @@ def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
     The dead trial's run record still says RUNNING; readers show it as DIED once its own
     heartbeat is stale (runs/records.py), which happens well before :data:`STALE_AFTER_S`.
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
+    UpdateFinishedTrialError = require("optuna.exceptions", "tune").UpdateFinishedTrialError
+    TrialState = require("optuna.trial", "tune").TrialState
 
     now = time.time() if now is None else now
     failed = []

@@ -73,6 +73,7 @@ def test_a_disk_full_before_the_start_leaves_no_partial_file(tmp_path, monkeypat
         _sources_intact(disk / "runs")
 
 
+@pytest.mark.slow  # mounts a tmpfs
 @pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
 def test_a_disk_filling_between_the_probe_and_the_start_leaves_no_run_folder(
     tmp_path, monkeypatch, capsys
