@@ -54,7 +54,7 @@ from capreolus_opt.models.dual_encoder import dual_encoder_builder
 from capreolus_opt.models.layerwise import layerwise_decay_pattern_lrs
 from capreolus_opt.models.reranker import RerankingTask
 from capreolus_opt.optimizer import AdamMultilr
-from capreolus_opt.training.precision import POLICIES
+from capreolus_opt.training.precision import AUTO, POLICIES
 from capreolus_opt.training.strategy import KINDS
 
 _MODULE = "capreolus_opt"
@@ -407,7 +407,7 @@ VALUE_RULES: dict[str, Bound | OneOf] = {
     "eval_every": Bound(0),  # 0: evaluate only at the end
     "checkpoint_every": Bound(0),  # 0: checkpoint only at the end
     "max_checkpoints_to_keep": Bound(1),
-    "mixed_precision": OneOf((None, *POLICIES)),
+    "mixed_precision": OneOf((None, *POLICIES, AUTO)),
     # make_strategy
     "kind": OneOf(KINDS),
     "num_cpu_devices": Bound(1),

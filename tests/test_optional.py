@@ -65,7 +65,11 @@ def test_every_extra_named_exists_in_pyproject():
 
 
 def test_a_missing_package_is_a_one_line_hint(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "submitit", None)
+    modules = __import__("sys").modules
+    # As if never installed: no submitit module, nor any submodule an earlier test imported.
+    for name in [n for n in modules if n == "submitit" or n.startswith("submitit.")]:
+        monkeypatch.delitem(modules, name)
+    monkeypatch.setitem(modules, "submitit", None)
     with pytest.raises(MissingExtraError) as info:
         require("submitit.core.utils", "tune")
     message = str(info.value)
