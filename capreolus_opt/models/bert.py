@@ -148,6 +148,25 @@ def _random_backbone(vocab_size, cls_id, sep_id, sequence_length, **sizes):
     )
 
 
+def _checkpoint_backbone(preset, vocab_size, pad_id, length, cls_id, sep_id):
+    """``(backbone, tokenizer, cls_id, sep_id)`` of a checkpoint, checked against the data's
+    vocabulary and the packed length (both reranker families read checkpoints this way)."""
+    from capreolus_opt.models.checkpoint import load_bert_checkpoint
+
+    loaded = load_bert_checkpoint(preset)
+    tokenizer = loaded.tokenizer
+    if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
+        raise ValueError(
+            f"The data's vocabulary ({vocab_size} ids, PAD {pad_id}) is not the preset's "
+            f"({len(tokenizer)} ids, PAD {tokenizer.pad_id}): tokenise the data with "
+            "bert_wordpiece_tokenizer(preset)."
+        )
+    cls_id = tokenizer.cls_id if cls_id is None else cls_id
+    sep_id = tokenizer.sep_id if sep_id is None else sep_id
+    backbone = _check_backbone(loaded.backbone, preset, length, len(tokenizer))
+    return backbone, tokenizer, cls_id, sep_id
+
+
 def _check_backbone(backbone, preset: str, sequence_length: int, vocab_size: int):
     if sequence_length > backbone.max_sequence_length:
         raise ValueError(
@@ -227,19 +246,9 @@ def build_bert_reranker(
             dropout=dropout,
         )
     else:
-        from capreolus_opt.models.checkpoint import load_bert_checkpoint
-
-        loaded = load_bert_checkpoint(preset)
-        tokenizer = loaded.tokenizer
-        if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
-            raise ValueError(
-                f"The data's vocabulary ({vocab_size} ids, PAD {pad_id}) is not the preset's "
-                f"({len(tokenizer)} ids, PAD {tokenizer.pad_id}): tokenise the data with "
-                "bert_wordpiece_tokenizer(preset)."
-            )
-        cls_id = tokenizer.cls_id if cls_id is None else cls_id
-        sep_id = tokenizer.sep_id if sep_id is None else sep_id
-        backbone = _check_backbone(loaded.backbone, preset, length, len(tokenizer))
+        backbone, tokenizer, cls_id, sep_id = _checkpoint_backbone(
+            preset, vocab_size, pad_id, length, cls_id, sep_id
+        )
     carrier = dict(
         cls_id=cls_id,
         sep_id=sep_id,

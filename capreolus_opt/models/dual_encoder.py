@@ -48,8 +48,8 @@ from keras import layers, ops
 # The cross-encoder's loaders and tokenizer carrier: one way to read a preset for both families.
 from capreolus_opt.models.bert import (
     _CarriesTokenizer,
-    _check_backbone,
     _check_preset,
+    _checkpoint_backbone,
     _random_backbone,
 )
 
@@ -215,19 +215,9 @@ def build_dual_encoder(
             hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
         )  # fmt: skip
     else:
-        from capreolus_opt.models.checkpoint import load_bert_checkpoint
-
-        loaded = load_bert_checkpoint(preset)
-        tokenizer = loaded.tokenizer
-        if (vocab_size, pad_id) != (len(tokenizer), tokenizer.pad_id):
-            raise ValueError(
-                f"The data's vocabulary ({vocab_size} ids, PAD {pad_id}) is not the preset's "
-                f"({len(tokenizer)} ids, PAD {tokenizer.pad_id}): tokenise the data with "
-                "bert_wordpiece_tokenizer(preset)."
-            )
-        cls_id = tokenizer.cls_id if cls_id is None else cls_id
-        sep_id = tokenizer.sep_id if sep_id is None else sep_id
-        backbone = _check_backbone(loaded.backbone, preset, length, len(tokenizer))
+        backbone, tokenizer, cls_id, sep_id = _checkpoint_backbone(
+            preset, vocab_size, pad_id, length, cls_id, sep_id
+        )
     # Pooling reads the hidden states, never BERT's pooler: keep it out of training.
     backbone.get_layer("pooled_dense").trainable = False
 
