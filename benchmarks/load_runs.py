@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 
-from capreolus_opt.runs import load_runs
+from capreolus_opt.records.load import load_runs
 
 _SHARES = {"train/loss": 0.5, "group/encoder/lr": 0.2, "group/head/lr": 0.2, "eval/mrr@10": 0.1}
 

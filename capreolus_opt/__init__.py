@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AdamMultilr": "capreolus_opt.optimizer",
     "GroupTable": "capreolus_opt.optimizer",
-    "load_runs": "capreolus_opt.runs",
+    "load_runs": "capreolus_opt.records.load",
 }
 
 __all__ = ["__version__", *_EXPORTS]

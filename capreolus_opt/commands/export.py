@@ -19,8 +19,8 @@ from capreolus_opt.records import exit_codes
 
 
 def _selected(args: argparse.Namespace) -> Any:
-    from capreolus_opt.runs.compare import filter_runs
-    from capreolus_opt.runs.load import load_runs
+    from capreolus_opt.analysis.compare import filter_runs
+    from capreolus_opt.records.load import load_runs
 
     runs = load_runs(*args.sources)
     for problem in runs.problems:
@@ -46,7 +46,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 def tensorboard_handler(args: argparse.Namespace) -> int:
     """Write the selected runs as TensorBoard event files under ``args.logdir``."""
-    from capreolus_opt.runs.export.tensorboard import export_tensorboard
+    from capreolus_opt.export.tensorboard import export_tensorboard
 
     try:
         runs, selected = _selected(args)
@@ -67,7 +67,7 @@ def tensorboard_handler(args: argparse.Namespace) -> int:
 
 def mlflow_handler(args: argparse.Namespace) -> int:
     """Create one MLflow run per selected run at ``args.tracking_uri`` (idempotent)."""
-    from capreolus_opt.runs.export.mlflow import export_mlflow
+    from capreolus_opt.export.mlflow import export_mlflow
 
     try:
         runs, selected = _selected(args)

@@ -68,7 +68,7 @@ def resolve_workdir(ref: str, sources: list[str]) -> str:
             f"{ref} has no best/ folder: expected a training workdir holding best/ (the best "
             "model by the dev metric), a FileStorage run folder or a run UUID"
         )
-    from capreolus_opt.runs.load import find_recorded_run
+    from capreolus_opt.records.load import find_recorded_run
 
     run = find_recorded_run(ref, sources)  # a run folder, or a UUID looked up in the sources
     if not run.workdir:

@@ -41,7 +41,7 @@ def escape_controls(text: str) -> str:
 
 
 def _load(sources: list[str]) -> Any:
-    from capreolus_opt.runs.load import load_runs
+    from capreolus_opt.records.load import load_runs
 
     runs = load_runs(*sources, mongo_client_factory=MONGO_CLIENT_FACTORY)
     for problem in runs.problems:
@@ -62,7 +62,7 @@ def _fail(message: str, code: int = exit_codes.INPUT) -> int:
 
 
 def _table_for(runs: Any, args: argparse.Namespace) -> str:
-    from capreolus_opt.runs import compare
+    from capreolus_opt.analysis import compare
 
     selected = compare.filter_runs(runs, args.where, args.status)
     if not selected:
@@ -74,7 +74,7 @@ def _table_for(runs: Any, args: argparse.Namespace) -> str:
     for pattern in unmatched:
         print(f"note: metric {pattern!r} matches no logged metric", file=sys.stderr)
     if args.group_by is not None or args.baseline or args.format == "latex":
-        from capreolus_opt.runs.group_report import grouped_report  # seed groups
+        from capreolus_opt.analysis.seed_report import grouped_report  # seed groups
 
         group_by = [] if args.group_by is None and args.baseline else args.group_by
         return grouped_report(
@@ -101,7 +101,7 @@ def compare_handler(args: argparse.Namespace) -> int:
 
 def diff_handler(args: argparse.Namespace) -> int:
     """Print what differs between two runs found in ``--source``."""
-    from capreolus_opt.runs import compare, diff
+    from capreolus_opt.analysis import compare, diff
 
     try:
         runs = _load(args.source)
@@ -119,7 +119,7 @@ def plot_handler(args: argparse.Namespace) -> int:
     """Save the metric curves of the selected runs to ``args.output``."""
     import os
 
-    from capreolus_opt.runs import compare, plot
+    from capreolus_opt.analysis import compare, plot
 
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
@@ -136,7 +136,8 @@ def plot_handler(args: argparse.Namespace) -> int:
         if args.group_by is None:
             plot.plot_runs(selected, args.metric, args.output)
         else:  # mean and band per group of seeds
-            from capreolus_opt.runs import group_plot, groups
+            from capreolus_opt.analysis import seed_groups as groups
+            from capreolus_opt.analysis import seed_plot as group_plot
 
             names = plot.plot_metric_names(selected, args.metric)
             found = groups.group_runs(selected, args.group_by)
@@ -155,7 +156,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
     """Train every grid point in its own process, then print the sweep's comparison table."""
     import os
 
-    from capreolus_opt.runs import sweep
+    from capreolus_opt.launchers import sweep
+    from capreolus_opt.search import grid
     from capreolus_opt.storage import parse_location
     from capreolus_opt.tracking.run import observer_urls
 
@@ -163,7 +165,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
         observers = observer_urls(args.observer)
         if not args.grid and not args.seeds:
             raise ValueError("sweep needs --grid NAME=[...] or --seeds N (or both)")
-        points = sweep.with_seeds(sweep.grid_points(args.grid), args.seeds, args.gin_param)
+        points = grid.with_seeds(grid.grid_points(args.grid), args.seeds, args.gin_param)
         for url in observers:
             parse_location(url)  # train's own rules: refuse before starting any point
     except ValueError as exc:
@@ -207,7 +209,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
     uuids = [r.run_uuid for r in results if r.run_uuid]
     runs = sweep.sweep_runs(_load(observers[:1]), points, started, uuids)
     if runs:
-        from capreolus_opt.runs.load import RunList
+        from capreolus_opt.records.load import RunList
 
         args.where, args.status = [], []
         if args.seeds > 1 and args.group_by is None:

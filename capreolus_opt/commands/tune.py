@@ -75,7 +75,7 @@ def _fail(message: str) -> int:
 
 
 def _direction(args: argparse.Namespace) -> str:
-    from capreolus_opt.runs.records import best_direction
+    from capreolus_opt.records.record import best_direction
 
     if args.direction:
         return args.direction

@@ -227,7 +227,7 @@ def submit_sweep(
     report: Callable[[int, Any], None],
 ) -> list | None:
     """Submit one array task per point; unless ``--no-wait``, wait and return PointResults."""
-    from capreolus_opt.runs.sweep import PointResult
+    from capreolus_opt.launchers.sweep import PointResult
     from capreolus_opt.tracking.run import RunOutcome
 
     executor = make_executor(args, len(points))

@@ -1,3 +1,4 @@
-"""Facts shared by the write side (runs, launchers) and the read side (readers, analysis):
-process exit codes (:mod:`.exit_codes`) and run statuses (:mod:`.status`). Nothing here imports
-TensorFlow, gin or Sacred."""
+"""Tracked runs as records: the facts every layer shares (process exit codes in
+:mod:`.exit_codes`, run statuses in :mod:`.status`) and the read side (the normalized
+:class:`.record.Run`, and :func:`.load.load_runs` over FileStorage folders, SQL databases and
+MongoDB). Nothing here imports TensorFlow, gin or Sacred."""

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs.sweep import parse_grid
+from capreolus_opt.search.grid import parse_grid
 
 _RANGE = re.compile(r"^(float|int)\((.*)\)$", re.S)
 

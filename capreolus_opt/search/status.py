@@ -13,8 +13,8 @@ from typing import Any
 
 
 def _run_statuses(observers: Sequence[str]) -> dict[str, str]:
-    from capreolus_opt.runs.compare import status_label
-    from capreolus_opt.runs.load import load_runs
+    from capreolus_opt.analysis.compare import status_label
+    from capreolus_opt.records.load import load_runs
 
     if not observers:
         return {}
@@ -57,7 +57,7 @@ def trial_rows(study: Any, observers: Sequence[str] = ()) -> tuple[list[str], li
 
 def status_text(study: Any, observers: Sequence[str] = (), fmt: str = "table") -> str:
     """The study's summary line and its trial table, as ``fmt`` (see ``compare --format``)."""
-    from capreolus_opt.runs.compare import render
+    from capreolus_opt.analysis.compare import render
 
     columns, rows = trial_rows(study, observers)
     counts: dict[str, int] = {}

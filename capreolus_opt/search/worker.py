@@ -171,7 +171,7 @@ def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
     for an interrupted trial; returns the numbers of the trials failed.
 
     The dead trial's run record still says RUNNING; readers show it as DIED once its own
-    heartbeat is stale (runs/records.py), which happens well before :data:`STALE_AFTER_S`.
+    heartbeat is stale (records/record.py), which happens well before :data:`STALE_AFTER_S`.
     """
     UpdateFinishedTrialError = require("optuna.exceptions", "tune").UpdateFinishedTrialError
     TrialState = require("optuna.trial", "tune").TrialState

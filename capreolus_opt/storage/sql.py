@@ -4,7 +4,7 @@ Sacred's ``SqlObserver`` creates its tables (``run``, ``experiment``, ``host``, 
 ``Base.metadata``; Sacred drops metrics and stores ``result`` in a Float column, so our observer
 adds ``metrics`` and ``run_result``. :data:`SCHEMA` declares those two beside a view of the
 ``run`` columns we read, so that the observer that writes (``tracking/sql_observer.py``) and the
-reader (``runs/sql.py``) use one definition.
+reader (``records/sql.py``) use one definition.
 """
 
 from __future__ import annotations

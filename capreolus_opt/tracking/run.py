@@ -413,7 +413,7 @@ def _sacred_id(run: Any) -> Any:
 
 def _find_prior(ref: str, urls: list[str]) -> Any:
     """The recorded run ``ref`` names (run folder or UUID in ``urls``), checked resumable."""
-    from capreolus_opt.runs.load import find_recorded_run
+    from capreolus_opt.records.load import find_recorded_run
 
     prior = find_recorded_run(ref, urls)
     if not prior.workdir:

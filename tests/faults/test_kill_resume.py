@@ -14,9 +14,9 @@ import time
 
 import pytest
 
+from capreolus_opt.records.load import load_runs
+from capreolus_opt.records.record import continued_metrics
 from capreolus_opt.records.status import STALE_BEATS
-from capreolus_opt.runs import load_runs
-from capreolus_opt.runs.records import continued_metrics
 from tests.cli_helpers import run_cli
 from tests.faults.fault_tools import TrainProcess, file_steps, smoke_args, wait_until
 

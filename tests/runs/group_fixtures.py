@@ -2,7 +2,7 @@
 
 Each run has ``AdamMultilr.learning_rate``, ``train.seed`` and a constant ``train.num_steps`` as
 hyperparameters; its final ``eval/mrr@10`` is ``value`` and, when ``per_query`` is given, it
-stores ``per_query_eval.tsv`` as an artifact (the per-query contract, runs/per_query.py).
+stores ``per_query_eval.tsv`` as an artifact (the per-query contract, records/per_query.py).
 """
 
 from __future__ import annotations

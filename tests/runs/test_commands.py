@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from capreolus_opt.analysis.plot import plot_runs
 from capreolus_opt.commands import runs as runs_cli
-from capreolus_opt.runs import load_runs
-from capreolus_opt.runs.plot import plot_runs
+from capreolus_opt.records.load import load_runs
 from tests.runs.run_fixtures import Spec, lr_specs, record_run, run_cli
 
 
@@ -185,7 +185,7 @@ def test_compare_vs_first_stage_shows_the_recorded_p_values_without_a_best_colum
     import argparse
     import datetime as dt
 
-    from capreolus_opt.runs.records import Run
+    from capreolus_opt.records.record import Run
 
     result = {
         "test/ndcg@10": 0.41, "test/model/ndcg@10": 0.30, "test/first_stage/ndcg@10": 0.36,

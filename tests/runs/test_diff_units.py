@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from capreolus_opt.runs.diff import (
+from capreolus_opt.analysis.diff import (
     find_run,
     group_table_differences,
     group_totals,
     hparam_differences,
 )
-from capreolus_opt.runs.records import Run
+from capreolus_opt.records.record import Run
 
 
 def _run(uuid: str, hparams: dict, table: list[dict]) -> Run:
@@ -48,7 +48,7 @@ def test_hparam_and_group_table_differences():
 
 
 def test_merging_copies_a_live_running_copy_outranks_a_stale_one():
-    from capreolus_opt.runs.load import _merge
+    from capreolus_opt.records.load import _merge
 
     stale, live = _run("ab" * 16, {}, []), _run("ab" * 16, {}, [])
     stale.status, live.status = "DIED", "RUNNING"

@@ -20,7 +20,7 @@ import pytest
 from group_fixtures import record_seeded
 from sacred.observers import FileStorageObserver
 
-from capreolus_opt.runs import load_runs
+from capreolus_opt.records.load import load_runs
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -91,7 +91,7 @@ def _post(url: str, body: dict) -> dict:
 
 def test_mlflow_names_pass_mlflows_own_validation():
     validation = pytest.importorskip("mlflow.utils.validation")
-    from capreolus_opt.runs.export.mlflow import _unique_names, mlflow_name
+    from capreolus_opt.export.mlflow import _unique_names, mlflow_name
 
     cases = {"eval/mrr@10": "eval/mrr_at_10", "AdamMultilr.pattern_lrs[0].lr":
              "AdamMultilr.pattern_lrs.0.lr", "group/head/lr": "group/head/lr",

@@ -9,8 +9,10 @@ import pytest
 from matplotlib.collections import PolyCollection
 from scipy import stats as sps
 
-from capreolus_opt.runs import group_plot, groups, plot
-from capreolus_opt.runs.records import MetricSeries, build_run
+from capreolus_opt.analysis import plot
+from capreolus_opt.analysis import seed_groups as groups
+from capreolus_opt.analysis import seed_plot as group_plot
+from capreolus_opt.records.record import MetricSeries, build_run
 
 STEPS = list(range(0, 200, 4))
 SETTINGS = [(1e-3, 0), (1e-3, 100), (3e-4, 0), (3e-4, 100)]  # lr, warmup

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from capreolus_opt.runs import load_runs
+from capreolus_opt.records.load import load_runs
 from capreolus_opt.storage.paths import UnsafePathError, check_run_uuid, safe_join
 from tests.runs.run_fixtures import Spec, record_run
 
@@ -126,7 +126,7 @@ def test_export_mlflow_to_an_unreachable_server_is_bounded_one_line(
     observers, server, monkeypatch, capsys
 ):
     pytest.importorskip("mlflow")
-    from capreolus_opt.runs.export import mlflow as exporter
+    from capreolus_opt.export import mlflow as exporter
 
     monkeypatch.setattr(exporter, "TIMEOUT_S", 1.0)
     record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]]), [observers["make_file"]()])
@@ -177,7 +177,7 @@ def test_a_hostile_mongo_record_is_skipped_naming_it(observers):
 
 
 def test_a_hostile_run_folder_given_to_resume_or_rerank_is_refused_naming_the_value(observers):
-    from capreolus_opt.runs.load import find_recorded_run
+    from capreolus_opt.records.load import find_recorded_run
 
     record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]], run_uuid="../../x"),
                [observers["make_file"]()])  # fmt: skip

@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from capreolus_opt.runs import best_direction, load_runs
+from capreolus_opt.records.load import load_runs
+from capreolus_opt.records.record import best_direction
 from tests.runs.run_fixtures import GROUPS, Spec, lr_specs, record_run
 
 

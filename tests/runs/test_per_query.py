@@ -14,8 +14,8 @@ import pytest
 from sacred import Experiment
 from sacred.observers import FileStorageObserver
 
-from capreolus_opt.runs import load_runs
-from capreolus_opt.runs.per_query import PerQueryError, group_means, parse_per_query
+from capreolus_opt.records.load import load_runs
+from capreolus_opt.records.per_query import PerQueryError, group_means, parse_per_query
 from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
 from tests.runs.run_fixtures import mongo_observer
 

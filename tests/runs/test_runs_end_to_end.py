@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from capreolus_opt.analysis.plot import plot_runs
 from capreolus_opt.cli import main as cli_main
-from capreolus_opt.runs import load_runs
-from capreolus_opt.runs.plot import plot_runs
+from capreolus_opt.records.load import load_runs
 
 # One worker runs the module, so the shared sweep trains once under xdist (--dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("runs_end_to_end")]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from capreolus_opt.runs import load_runs
+from capreolus_opt.records.load import load_runs
 
 # One worker runs the module, so the shared sweep trains once under xdist (--dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("seeds_end_to_end")]

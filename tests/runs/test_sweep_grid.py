@@ -9,19 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from capreolus_opt.runs import sweep
-from capreolus_opt.runs.records import Run
+from capreolus_opt.launchers import sweep
+from capreolus_opt.records.record import Run
+from capreolus_opt.search import grid
 from tests.runs.run_fixtures import run_cli
 
 
 def test_parse_grid_literals_and_references():
-    assert sweep.parse_grid("AdamMultilr.learning_rate=[1e-3, 3e-4]") == (
+    assert grid.parse_grid("AdamMultilr.learning_rate=[1e-3, 3e-4]") == (
         "AdamMultilr.learning_rate", ["1e-3", "3e-4"],
     )  # fmt: skip
-    name, values = sweep.parse_grid("scope/Model.sizes = [[1, 2], (3, 4), 'a,b', @relu, %WIDTH]")
+    name, values = grid.parse_grid("scope/Model.sizes = [[1, 2], (3, 4), 'a,b', @relu, %WIDTH]")
     assert name == "scope/Model.sizes"
     assert values == ["[1, 2]", "(3, 4)", "'a,b'", "@relu", "%WIDTH"]
-    assert sweep.parse_grid("train.steps=5") == ("train.steps", ["5"])
+    assert grid.parse_grid("train.steps=5") == ("train.steps", ["5"])
 
 
 @pytest.mark.parametrize(
@@ -36,14 +37,14 @@ def test_parse_grid_literals_and_references():
 )
 def test_parse_grid_rejects_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
-        sweep.parse_grid(spec)
+        grid.parse_grid(spec)
 
 
 def test_grid_points_are_the_cartesian_product_in_order():
-    points = sweep.grid_points(["A.x=[1, 2]", "B.y=['p', 'q', 'r']"])
+    points = grid.grid_points(["A.x=[1, 2]", "B.y=['p', 'q', 'r']"])
     assert points == [[f"A.x = {x}", f"B.y = '{y}'"] for x in (1, 2) for y in "pqr"]
     with pytest.raises(ValueError, match="twice"):
-        sweep.grid_points(["A.x=[1]", "A.x=[2]"])
+        grid.grid_points(["A.x=[1]", "A.x=[2]"])
 
 
 def test_dry_run_prints_one_train_command_per_point(capsys, monkeypatch):
@@ -122,4 +123,4 @@ def test_a_point_reports_its_run_as_json_not_as_text(tmp_path):
 
 
 def test_a_macro_in_capitals_is_a_grid_name():
-    assert sweep.parse_grid("ENCODER_LR=[1e-3, 3e-4]") == ("ENCODER_LR", ["1e-3", "3e-4"])
+    assert grid.parse_grid("ENCODER_LR=[1e-3, 3e-4]") == ("ENCODER_LR", ["1e-3", "3e-4"])

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from capreolus_opt.cli import main as run_cli
-from capreolus_opt.launchers import local, slurm
+from capreolus_opt.launchers import local, slurm, sweep
 from capreolus_opt.records import exit_codes
-from capreolus_opt.runs import sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,9 @@ import datetime as dt
 import optuna
 import pytest
 
-from capreolus_opt.runs import compare, records, sweep
-from capreolus_opt.search import space
+from capreolus_opt.analysis import compare
+from capreolus_opt.records import record as records
+from capreolus_opt.search import grid, space
 from capreolus_opt.search.storage import StorageError, check_storage_url, open_storage
 from capreolus_opt.search.worker import make_grid_sampler
 
@@ -61,7 +62,7 @@ def test_the_grid_sampler_visits_exactly_the_sweeps_grid():
         trial = study.ask()
         seen.append(space.suggest_bindings(trial, dims))
         study.tell(trial, 0.0)
-    assert sorted(seen) == sorted(sweep.grid_points(specs))  # each point once
+    assert sorted(seen) == sorted(grid.grid_points(specs))  # each point once
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     with pytest.raises(ValueError, match="needs a list of values"):
         space.grid_search_space(space.parse_spaces(["A.x=float(0, 1)"]))

@@ -1,6 +1,6 @@
 """A RUNNING record whose heartbeat stopped is shown as DIED; resumed runs continue without a gap.
 
-The rule lives in :mod:`capreolus_opt.runs.records`; tests/faults/test_kill_resume.py checks it
+The rule lives in :mod:`capreolus_opt.records.record`; tests/faults/test_kill_resume.py checks it
 end to end on a real SIGKILLed run.
 """
 
@@ -10,8 +10,8 @@ import datetime as dt
 
 import pytest
 
+from capreolus_opt.records.record import MetricSeries, build_run, continued_metrics
 from capreolus_opt.records.status import SACRED_BEAT_S, STALE_BEATS, live_status
-from capreolus_opt.runs.records import MetricSeries, build_run, continued_metrics
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 

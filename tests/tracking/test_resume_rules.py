@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from capreolus_opt.runs import load_runs
+from capreolus_opt.records.load import load_runs
 from tests.tracking.tracking_helpers import file_runs, train, write_gin
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from capreolus_opt.runs.groups import Comparison, Group
-from capreolus_opt.runs.records import best_direction
+from capreolus_opt.analysis.seed_groups import Comparison, Group
+from capreolus_opt.records.record import best_direction
 
 MARKS = {"t": "†", "randomisation": "‡"}
 _LATEX_MARKS = {"t": r"$^{\dagger}$", "randomisation": r"$^{\ddagger}$"}

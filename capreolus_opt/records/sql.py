@@ -17,8 +17,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from capreolus_opt.runs.artifacts import attach_sql_artifacts
-from capreolus_opt.runs.records import (
+from capreolus_opt.records.artifacts import attach_sql_artifacts
+from capreolus_opt.records.record import (
     LoadProblem,
     MetricSeries,
     RecordError,
@@ -133,7 +133,7 @@ def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
                     )
                 except RecordError as exc:
                     problems.append(LoadProblem(f"{shown} run.id={pk}", str(exc)))
-            attach_sql_artifacts(conn, location, runs)  # per-query files (runs/per_query.py)
+            attach_sql_artifacts(conn, location, runs)  # per-query files (records/per_query.py)
     except sa.exc.SQLAlchemyError as exc:
         return runs, [*problems, LoadProblem(shown, f"cannot read database: {mask_urls(str(exc))}")]
     finally:

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from capreolus_opt.records import status
-from capreolus_opt.runs.file import read_file_storage, read_run_folder
-from capreolus_opt.runs.mongo import ClientFactory, read_mongo
-from capreolus_opt.runs.records import LoadProblem, RecordError, Run
-from capreolus_opt.runs.sql import read_sql
+from capreolus_opt.records.file import read_file_storage, read_run_folder
+from capreolus_opt.records.mongo import ClientFactory, read_mongo
+from capreolus_opt.records.record import LoadProblem, RecordError, Run
+from capreolus_opt.records.sql import read_sql
 from capreolus_opt.storage import Location, parse_location
 
 _UUID = re.compile(r"^[0-9a-f]{32}$")

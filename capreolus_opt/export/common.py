@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs.records import MetricSeries, Run, differing_hparams, to_datetime
+from capreolus_opt.records.record import MetricSeries, Run, differing_hparams, to_datetime
 
 
 def hparam_text(value: Any) -> str | float | int | bool:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from capreolus_opt.optional import require
-from capreolus_opt.runs.artifacts import mongo_artifacts
-from capreolus_opt.runs.records import LoadProblem, MetricSeries, RecordError, Run, build_run
-from capreolus_opt.runs.records import check_series as _check_series
+from capreolus_opt.records.artifacts import mongo_artifacts
+from capreolus_opt.records.record import LoadProblem, MetricSeries, RecordError, Run, build_run
+from capreolus_opt.records.record import check_series as _check_series
 from capreolus_opt.storage import MONGO_TIMEOUT_MS, Location, mask_urls
 
 ClientFactory = Callable[[str], Any]
@@ -76,7 +76,7 @@ def read_mongo(
                         metrics=series,
                     )
                 )
-                runs[-1].artifacts = mongo_artifacts(db, doc)  # runs/per_query.py
+                runs[-1].artifacts = mongo_artifacts(db, doc)  # records/per_query.py
             except RecordError as exc:
                 problems.append(LoadProblem(location, str(exc)))
     except pymongo_errors.PyMongoError as exc:

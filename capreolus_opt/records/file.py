@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any
 
-from capreolus_opt.runs.per_query import ArtifactAccess
-from capreolus_opt.runs.records import (
+from capreolus_opt.records.per_query import ArtifactAccess
+from capreolus_opt.records.record import (
     LoadProblem,
     MetricSeries,
     RecordError,

@@ -12,10 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs import groups as grouping
-from capreolus_opt.runs.compare import _json_safe, render, sort_rows
-from capreolus_opt.runs.latex import paper_table
-from capreolus_opt.runs.records import Run
+from capreolus_opt.analysis import seed_groups as grouping
+from capreolus_opt.analysis.compare import _json_safe, render, sort_rows
+from capreolus_opt.analysis.latex import paper_table
+from capreolus_opt.records.record import Run
 
 
 def singleton_groups(runs: Sequence[Run]) -> list[grouping.Group]:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from capreolus_opt.records import status as run_status
-from capreolus_opt.runs.records import Run, best_direction, differing_hparams
+from capreolus_opt.records.record import Run, best_direction, differing_hparams
 
 FORMATS = ("table", "csv", "json", "markdown")
 #: Metric patterns of ``compare --vs-first-stage``: the test split's reported nDCG@10, the model

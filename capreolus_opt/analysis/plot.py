@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs.compare import format_value, select_metrics
-from capreolus_opt.runs.group_plot import add_outside_legend
-from capreolus_opt.runs.records import Run, differing_hparams
+from capreolus_opt.analysis.compare import format_value, select_metrics
+from capreolus_opt.analysis.seed_plot import add_outside_legend
+from capreolus_opt.records.record import Run, differing_hparams
 
 
 def run_labels(runs: Sequence[Run]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from capreolus_opt.runs.groups import Group
+from capreolus_opt.analysis.seed_groups import Group
 
 BANDS = ("std", "ci", "none")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs.compare import render
-from capreolus_opt.runs.records import Run
+from capreolus_opt.analysis.compare import render
+from capreolus_opt.records.record import Run
 
 _UNSET = "(unset)"
 

@@ -125,7 +125,7 @@ class Run:
     sacred_ids: dict[str, str] = dataclasses.field(default_factory=dict)
     #: the COMPLETED run this one trained further (``train --resume`` with more steps)
     continued_from: str | None = None
-    # Per-query artifacts (runs/per_query.py): names and lazy reader, set by the observer readers.
+    # Per-query artifacts (records/per_query.py): names and lazy reader, set by the readers.
     artifacts: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def per_query(self, metric: str) -> dict[str, float] | None:
@@ -135,7 +135,7 @@ class Run:
         Raises:
             per_query.PerQueryError: when the artifact exists but breaks the format.
         """
-        from capreolus_opt.runs import per_query
+        from capreolus_opt.records import per_query
 
         target = per_query.artifact_name(metric)
         if target is None or self.artifacts is None:

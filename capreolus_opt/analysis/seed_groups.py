@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from capreolus_opt import stats
-from capreolus_opt.runs.compare import format_value, resolve_hparam
-from capreolus_opt.runs.per_query import group_means
-from capreolus_opt.runs.records import Run
+from capreolus_opt.analysis.compare import format_value, resolve_hparam
+from capreolus_opt.records.per_query import group_means
+from capreolus_opt.records.record import Run
 
 SEED_HPARAMS = ("train.seed",)
 _UNSET = "unset"
@@ -123,7 +123,7 @@ def find_group(groups: Sequence[Group], text: str) -> Group:
     Raises:
         ValueError: listing the groups when ``text`` names none or several.
     """
-    from capreolus_opt.runs.compare import _values_equal, parse_literal
+    from capreolus_opt.analysis.compare import _values_equal, parse_literal
 
     wanted = text.strip()
     for group in groups:

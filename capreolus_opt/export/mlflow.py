@@ -26,9 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.optional import require
-from capreolus_opt.records import status
-from capreolus_opt.runs.export.common import (
+from capreolus_opt.export.common import (
     epoch_seconds,
     hparam_text,
     last_step,
@@ -37,7 +35,9 @@ from capreolus_opt.runs.export.common import (
     run_names,
     start_seconds,
 )
-from capreolus_opt.runs.records import Run
+from capreolus_opt.optional import require
+from capreolus_opt.records import status
+from capreolus_opt.records.record import Run
 
 UUID_TAG = "capreolus_opt.run_uuid"
 # Our statuses as MLflow's RunStatus names.

@@ -26,8 +26,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.optional import require
-from capreolus_opt.runs.export.common import (
+from capreolus_opt.export.common import (
     epoch_seconds,
     hparam_text,
     last_step,
@@ -35,7 +34,8 @@ from capreolus_opt.runs.export.common import (
     result_only_metrics,
     start_seconds,
 )
-from capreolus_opt.runs.records import Run
+from capreolus_opt.optional import require
+from capreolus_opt.records.record import Run
 from capreolus_opt.storage.paths import safe_join
 
 SUFFIX = ".capreolus_opt_hparams"

@@ -1,4 +1,4 @@
-"""Attach lazy artifact access (runs/per_query.py) to runs read from SQL and MongoDB.
+"""Attach lazy artifact access (records/per_query.py) to runs read from SQL and MongoDB.
 
 Sacred 0.8.7's SqlObserver stores each artifact as a row of ``artifact(artifact_id, filename,
 content, run_id -> run.run_id)`` (``run.run_id`` is Sacred's id string, not the primary key);
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from capreolus_opt.runs.per_query import ArtifactAccess
-from capreolus_opt.runs.records import Run
+from capreolus_opt.records.per_query import ArtifactAccess
+from capreolus_opt.records.record import Run
 from capreolus_opt.storage import Location
 
 
