@@ -1,4 +1,5 @@
-"""AdamMultilr: Keras 3 Adam with regex learning-rate groups (pure Keras 3 / TensorFlow)."""
+"""AdamMultilr: Keras 3 Adam with regex learning-rate groups (TensorFlow backend; the Keras and TF
+internals it relies on are in `keras_compat` and `tf_compat`)."""
 
 from capreolus_opt.optimizer.adam_multilr import AdamMultilr
 from capreolus_opt.optimizer.groups import DEFAULT_GROUP, GroupSpec, parse_pattern_lrs

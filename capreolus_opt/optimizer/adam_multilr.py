@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from capreolus_opt.optimizer import arguments, fused
+from capreolus_opt.optimizer import arguments, fused, keras_compat, tf_compat
 from capreolus_opt.optimizer.apply import ApplyMixin, ClipDeferred, EagerSteps
 from capreolus_opt.optimizer.group_api import GroupApiMixin, Resolution
 from capreolus_opt.optimizer.groups import LearningRateSchedule, check_lr, parse_pattern_lrs
@@ -219,10 +219,9 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
         slot_names = ["momentum", "velocity"] + (["velocity_hat"] if self.amsgrad else [])
         created = iter(zip(*self.add_optimizer_variables(active, slot_names), strict=True))
         slots = [(None,) * len(slot_names) if f else next(created) for f in frozen]
-        self._momentums = [s[0] for s in slots]
-        self._velocities = [s[1] for s in slots]
-        if self.amsgrad:
-            self._velocity_hats = [s[2] for s in slots]
+        keras_compat.set_adam_slots(
+            self, {name: [s[k] for s in slots] for k, name in enumerate(slot_names)}
+        )
         saved, self._saved_layout.value = self._saved_layout.value, None
         if saved is not None:  # restored before build: refuse state written for other groups
             self._check_layout(saved)
@@ -238,8 +237,9 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
     def _step_learning_rates(self, base_lr: Any = None) -> list[Any]:
         """This step's lr per group (default last); schedules evaluated once, at `iterations`."""
         base = self.learning_rate if base_lr is None else base_lr
-        if isinstance(self._learning_rate, LearningRateSchedule):
-            base = checked_rate(base, "learning_rate", self._iterations)
+        step = keras_compat.step_counter(self)
+        if isinstance(keras_compat.raw_learning_rate(self), LearningRateSchedule):
+            base = checked_rate(base, "learning_rate", step)
         lrs = []
         for spec, variable, mult in zip(
             self._group_specs, self._group_lr_variables, self._group_lr_mult_variables, strict=True
@@ -251,7 +251,7 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
             elif spec.frozen:
                 lrs.append(tf.constant(0.0, tf.float32))
             else:
-                lrs.append(checked_rate(spec.lr(self._iterations), spec.name, self._iterations))
+                lrs.append(checked_rate(spec.lr(step), spec.name, step))
             clock = self._group_clock(len(lrs) - 1)
             if clock is not None:  # 0 while frozen, then the warm-up ramp
                 lrs[-1] = tf.cast(lrs[-1], tf.float32) * self._clock_factor(len(lrs) - 1, clock)
@@ -288,7 +288,7 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
         group_of = self._built_resolution().group_of
         pairs, groups = [], []
         for grad, variable in zip(grads, trainable_variables, strict=True):
-            group = group_of[self._get_variable_index(variable)]
+            group = group_of[keras_compat.variable_index(self, variable)]
             if group < len(self._group_specs) and self._group_specs[group].frozen:
                 continue  # frozen: no all-reduce, no clipping share, no update
             pairs.append(
@@ -297,7 +297,7 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
             groups.append(group)
         if not pairs:
             return
-        pairs = self._all_reduce_sum_gradients(pairs)  # keeps the order
+        pairs = keras_compat.all_reduce_sum_gradients(self, pairs)  # keeps the order
         clocks = {g: self._group_clock(g) for g in set(groups)}
         clipped = self._clip(
             [g for g, _ in pairs], [None if clocks[g] is None else clocks[g][0] for g in groups]
@@ -308,7 +308,7 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
         # Fused-kernel scalars (lr, beta powers, constants) once per (group, dtype) per step, so
         # that each variable costs one kernel (200 small variables: docs/STACK_FACTS.md §3).
         scalars: dict[tuple[int, tf.DType], tuple] = {}
-        if self.fused and not fused.in_xla_context():
+        if self.fused and not tf_compat.in_xla_context():
             global_step = self.iterations + 1
             for (grad, variable), group in zip(pairs, groups, strict=True):
                 key = (group, tf.as_dtype(variable.dtype))
@@ -317,9 +317,9 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
                     scalars[key] = fused.step_scalars(
                         lrs[group], local_step, self.beta_1, self.beta_2, self.epsilon, key[1]
                     )
-        tf.__internal__.distribute.interim.maybe_merge_call(
+        tf_compat.maybe_merge_call(
             self._distributed_update,
-            self._distribution_strategy,
+            keras_compat.distribution_strategy(self),
             [(g, v, group) for g, (_, v), group in zip(clipped, pairs, groups, strict=True)],
             lrs,
             scalars,
@@ -360,15 +360,15 @@ class AdamMultilr(ApplyMixin, UnfreezeMixin, LayoutMixin, GroupApiMixin, keras.o
             if spec is not None and spec.weight_decay is not None
             else self.weight_decay
         )
-        decay = decay if decay and self._use_weight_decay(variable) else None
+        decay = decay if decay and keras_compat.uses_weight_decay(self, variable) else None
         if decay is not None and spec is not None and spec.wd_mult is not None:
             decay = tf.cast(decay, variable.dtype) * tf.cast(
                 self._group_wd_mult_variables[group], variable.dtype
             )
         if scalars is not None:  # the fused kernel applies the decay itself (no extra pass)
-            index = self._get_variable_index(variable)
-            v_hat = self._velocity_hats[index] if self.amsgrad else None
-            m, v = self._momentums[index], self._velocities[index]
+            index = keras_compat.variable_index(self, variable)
+            m, v = (keras_compat.adam_slot(self, k, index) for k in ("momentum", "velocity"))
+            v_hat = keras_compat.adam_slot(self, "velocity_hat", index) if self.amsgrad else None
             return fused.fused_adam_update(variable, grad, m, v, v_hat, scalars, decay)
         if decay is not None:
             # Same expression as Keras' TF backend, so no-group runs stay bit-exact.

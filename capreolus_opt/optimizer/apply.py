@@ -1,8 +1,8 @@
 """How AdamMultilr's `apply` runs: one compiled step when eager, a lazy build under a strategy,
 and clipping deferred until the gradients are summed across replicas.
 
-A mixin so that `adam_multilr.py` holds the optimizer's maths; it relies on `build`, `_var_key`,
-`_learning_rate`, `fused` and `keras.optimizers.Adam.apply`.
+A mixin so that `adam_multilr.py` holds the optimizer's maths; it relies on `build`, `fused`,
+`keras.optimizers.Adam.apply` and two of Keras' private hooks (`keras_compat.OVERRIDDEN_HOOKS`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from capreolus_opt.optimizer import keras_compat
 from capreolus_opt.optimizer.groups import LearningRateSchedule
 
 
@@ -45,13 +46,14 @@ class ApplyMixin:
             if not self.built and trainable_variables is not None and self._in_replica_fn():
                 self._build_from_replica(list(trainable_variables))
             return super().apply(grads, trainable_variables)
-        variables = list(
-            self._trainable_variables if trainable_variables is None else trainable_variables
-        )
+        if trainable_variables is None:
+            trainable_variables = keras_compat.built_variables(self)
+        variables = list(trainable_variables)
         if not self.built:
             with keras.name_scope(self.name, caller=self):
                 self.build(variables)
-        key = (tuple(self._var_key(v) for v in variables), tuple(g is None for g in grads))
+        keys = tuple(keras_compat.var_key(self, v) for v in variables)
+        key = (keys, tuple(g is None for g in grads))
         step = self._eager_steps.functions.get(key)
         if step is None:
             mask = key[1]
@@ -68,8 +70,9 @@ class ApplyMixin:
 
     def _eager_compilable(self) -> bool:
         # A plain callable lr may read Python state that a traced function would freeze.
-        plain_callable = callable(self._learning_rate) and not isinstance(
-            self._learning_rate, LearningRateSchedule | keras.Variable
+        learning_rate = keras_compat.raw_learning_rate(self)
+        plain_callable = callable(learning_rate) and not isinstance(
+            learning_rate, LearningRateSchedule | keras.Variable
         )
         # fused=False promises Keras' exact op-by-op arithmetic, so it also runs eagerly op by op
         # (grappler may reassociate `variable * wd * lr` inside a function: 1 ulp).

@@ -12,7 +12,7 @@ memory. Two kernels compute the same epsilon-hat formula in one op:
 
 Both are used only outside XLA: under `jit_compile=True` XLA fuses the `keras.ops` path itself,
 and neither `ResourceApplyAdamWithAmsgrad` nor our op has an XLA kernel. The choice is made in
-Python while the step is traced, never inside the graph.
+Python while the step is traced (`tf_compat.in_xla_context`), never inside the graph.
 """
 
 from __future__ import annotations
@@ -23,24 +23,10 @@ import tensorflow as tf
 
 from capreolus_opt.optimizer import kernel
 
-try:  # The only way TF exposes "am I being compiled by XLA?"; absent -> assume XLA (safe side).
-    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
-except ImportError:  # pragma: no cover - depends on the TF build
-    GraphOrParentsInXlaContext = None
-
 # Dtypes whose CPU/GPU kernels exist and compute in the variable's own dtype, like Keras does.
 # float16/bfloat16 variables stay on the keras.ops path (Eigen's half kernels accumulate
 # differently from Keras' op-by-op half arithmetic).
 FUSED_DTYPES = frozenset({tf.float32, tf.float64})
-
-
-def in_xla_context() -> bool:
-    """True while tracing a function that XLA will compile (`jit_compile=True`, TPU)."""
-    if tf.executing_eagerly():
-        return False
-    if GraphOrParentsInXlaContext is None:
-        return True
-    return bool(GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 def _raw(variable: Any) -> Any:

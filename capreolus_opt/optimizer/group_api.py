@@ -2,7 +2,7 @@
 
 A mixin so that `adam_multilr.py` holds only the optimizer's maths and step plumbing; it relies on
 the attributes `AdamMultilr.__init__`/`build` set (`_group_specs`, `_group_lr_variables`,
-`_resolution`, `_trainable_variables`) and on `_step_learning_rates`.
+`_resolution`), on `_step_learning_rates` and on `keras_compat`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from capreolus_opt.optimizer import keras_compat
 from capreolus_opt.optimizer.groups import (
     DEFAULT_GROUP,
     MANUAL,
@@ -54,7 +55,8 @@ class GroupApiMixin:
         """`{group: [variables]}` in build order; frozen and empty groups included."""
         resolution = self._built_resolution()
         result: dict[str, list[Any]] = {name: [] for name in self.group_names}
-        for variable, group in zip(self._trainable_variables, resolution.group_of, strict=True):
+        built = keras_compat.built_variables(self)
+        for variable, group in zip(built, resolution.group_of, strict=True):
             result[self.group_names[group]].append(variable)
         return result
 
@@ -72,7 +74,7 @@ class GroupApiMixin:
     def set_group_learning_rate(self, name: str, value: float) -> None:
         """Assign a new lr to a float group (or ``"default"``) without retracing any step."""
         if name == DEFAULT_GROUP:
-            if isinstance(self._learning_rate, LearningRateSchedule):
+            if isinstance(keras_compat.raw_learning_rate(self), LearningRateSchedule):
                 raise ValueError(
                     f"Group {name!r} is driven by a schedule; its learning rate cannot be set."
                 )
@@ -148,7 +150,7 @@ class GroupApiMixin:
         starts = self.group_start_steps()
         rows = []
         for variable, path, group, pattern in zip(
-            self._trainable_variables,
+            keras_compat.built_variables(self),
             resolution.paths,
             resolution.group_of,
             resolution.pattern_of,

@@ -24,11 +24,8 @@ import json
 from typing import Any
 
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-_SLOTS = ("_momentums", "_velocities", "_velocity_hats")
-_SLOT_KEYS = {"_momentums": "momentum", "_velocities": "velocity", "_velocity_hats": "velocity_hat"}
-_PER_VARIABLE = {"_model_variables_moving_average": "average", "_accumulated_gradients": "accum"}
+from capreolus_opt.optimizer import keras_compat, tf_compat
 
 
 class RegroupError(ValueError):
@@ -62,9 +59,10 @@ class LayoutMixin:
     def _layout_keys(self, by_position: bool = False) -> dict[int, str]:
         """``id(optimizer variable) -> key``: per-variable state named by the variable's path, or
         (`by_position`) by its index in the var list, which is what a plain restore relies on."""
-        keys = {id(self._iterations): "iterations"}
-        if hasattr(self._learning_rate, "assign"):
-            keys[id(self._learning_rate)] = "learning_rate"
+        keys = {id(keras_compat.step_counter(self)): "iterations"}
+        learning_rate = keras_compat.raw_learning_rate(self)
+        if hasattr(learning_rate, "assign"):
+            keys[id(learning_rate)] = "learning_rate"
         for i, spec in enumerate(self._group_specs):
             for kind, variables in (
                 ("group_lr", self._group_lr_variables),
@@ -75,10 +73,9 @@ class LayoutMixin:
                 if variables[i] is not None:
                     keys[id(variables[i])] = f"{kind}/{spec.name}"
         if self._resolution is not None:
-            named = {a: _SLOT_KEYS[a] for a in _SLOTS} | _PER_VARIABLE
-            for attribute, kind in named.items():
+            for kind, state in keras_compat.per_variable_state(self).items():
                 for index, (path, variable) in enumerate(
-                    zip(self._resolution.paths, getattr(self, attribute, None) or [], strict=False)
+                    zip(self._resolution.paths, state, strict=False)
                 ):
                     if variable is not None:
                         keys[id(variable)] = f"{kind}/#{index}" if by_position else f"{kind}/{path}"
@@ -88,6 +85,7 @@ class LayoutMixin:
         """``{"variables": [key of each optimizer variable, in order], "positions": [the same,
         by var-list index], "groups": {path: group name}}``."""
         keys, positions = self._layout_keys(), self._layout_keys(by_position=True)
+        variables = self.variables
         groups = {}
         if self._resolution is not None:
             names, resolution = self.group_names, self._resolution
@@ -95,13 +93,13 @@ class LayoutMixin:
                 p: names[g] for p, g in zip(resolution.paths, resolution.group_of, strict=True)
             }
         return {
-            "variables": [keys.get(id(v), f"other/{v.path}") for v in self._variables],
-            "positions": [
-                positions.get(id(v), f"other/#{j}") for j, v in enumerate(self._variables)
-            ],
+            "variables": [keys.get(id(v), f"other/{v.path}") for v in variables],
+            "positions": [positions.get(id(v), f"other/#{j}") for j, v in enumerate(variables)],
             "groups": groups,
         }
 
+    # The two checkpoint hooks of TF's Trackable (`tf_compat.CHECKPOINT_HOOKS`): the layout
+    # travels as one string tensor of the optimizer object.
     def _serialize_to_tensors(self) -> dict[str, tf.Tensor]:
         with tf.init_scope():
             return {"layout": tf.constant(json.dumps(self.layout()))}
@@ -156,8 +154,7 @@ def compare_layouts(saved: dict[str, Any], current: dict[str, Any], restored: in
 def _saved_state(path: str, root: str) -> tuple[dict[str, Any], dict[str, str], Any]:
     """The saved layout, ``{layout key: checkpoint key}`` under `root`, and the reader."""
     reader = tf.train.load_checkpoint(path)
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    graph = tf_compat.checkpoint_object_graph(reader)
 
     def child(node: int, name: str) -> int:
         for ref in graph.nodes[node].children:
@@ -173,13 +170,12 @@ def _saved_state(path: str, root: str) -> tuple[dict[str, Any], dict[str, str], 
             "one): restore it with tf.train.Checkpoint, with the groups it was written with"
         )
     layout = json.loads(reader.get_tensor(attributes["layout"]).decode())
-    listed = {
-        ref.local_name: ref.node_id for ref in graph.nodes[child(node, "_variables")].children
-    }
+    variables_node = graph.nodes[child(node, keras_compat.VARIABLES_CHILD)]
+    listed = {ref.local_name: ref.node_id for ref in variables_node.children}
     keys = {}
     for index, key in enumerate(layout["variables"]):
         value = {a.name: a.checkpoint_key for a in graph.nodes[listed[str(index)]].attributes}
-        keys[key] = value["VARIABLE_VALUE"]
+        keys[key] = value[tf_compat.VARIABLE_VALUE]
     return layout, keys, reader
 
 
@@ -200,7 +196,7 @@ def restore_regrouped(
         raise RegroupError("build the optimizer on the model's variables before restore_regrouped")
     saved, keys, reader = _saved_state(checkpoint_path, root)
     current = optimizer.layout()
-    variables = dict(zip(current["variables"], optimizer._variables, strict=True))
+    variables = dict(zip(current["variables"], optimizer.variables, strict=True))
     report = compare_layouts(saved, current, restored=len(set(keys) & set(variables)))
     if report.vanished and not allow_dropped:
         raise RegroupError(

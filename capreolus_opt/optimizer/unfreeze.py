@@ -28,6 +28,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from capreolus_opt.optimizer import keras_compat
 from capreolus_opt.optimizer.groups import MANUAL
 
 # "Not yet": the start step of a manual group before `unfreeze_group`; far beyond any run.
@@ -105,13 +106,13 @@ class UnfreezeMixin:
         local_step = ops.cast(step, variable.dtype)
         beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
         beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
-        index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
+        index = keras_compat.variable_index(self, variable)
+        m, v = (keras_compat.adam_slot(self, k, index) for k in ("momentum", "velocity"))
         alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
         if self.amsgrad:
-            v_hat = self._velocity_hats[index]
+            v_hat = keras_compat.adam_slot(self, "velocity_hat", index)
             self.assign(v_hat, ops.maximum(v_hat, v))
             v = v_hat
         self.assign_sub(

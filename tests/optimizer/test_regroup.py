@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from capreolus_opt import AdamMultilr
-from capreolus_opt.optimizer import RegroupError, restore_regrouped
+from capreolus_opt.optimizer import RegroupError, keras_compat, restore_regrouped
 from tests.optimizer.helpers import (
     MODES,
     assert_rel_close,
@@ -101,9 +101,11 @@ def test_moments_land_on_their_own_variable(tmp_path):
     opt.build(variables)
     restore_regrouped(opt, path, allow_dropped=True)
     for old, new in zip(saved_vars, variables, strict=True):
-        i, j = saved._get_variable_index(old), opt._get_variable_index(new)
-        for slots in ("_momentums", "_velocities", "_velocity_hats"):
-            before, after = getattr(saved, slots)[i], getattr(opt, slots)[j]
+        i = keras_compat.variable_index(saved, old)
+        j = keras_compat.variable_index(opt, new)
+        for slots in ("momentum", "velocity", "velocity_hat"):
+            before = keras_compat.adam_slot(saved, slots, i)
+            after = keras_compat.adam_slot(opt, slots, j)
             expected = np.zeros(new.shape) if before is None else before.numpy()
             np.testing.assert_array_equal(after.numpy(), expected, err_msg=f"{new.path} {slots}")
 

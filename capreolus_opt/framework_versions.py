@@ -1,0 +1,52 @@
+"""The version check each framework compat module runs when it is imported.
+
+A compat module (`capreolus_opt.optimizer.keras_compat`, `capreolus_opt.optimizer.tf_compat`)
+holds every private name the project uses of one framework; those names are only known to exist
+in the releases the project is tested on. `check_version` turns "outside that range" into one
+clear message at import, instead of an ``AttributeError`` deep inside a traced training step:
+
+- another major version (Keras 2, TensorFlow 3): ``ImportError``. The public classes we build on
+  are different classes there, nothing would work;
+- the same major version, a minor release outside the tested ones: one `UntestedVersionWarning`
+  naming the installed version and the tested range. It may well work; the compat module's test
+  (``tests/optimizer/test_keras_compat.py`` / ``test_tf_compat.py``) says whether it does. Silence
+  it with ``warnings.filterwarnings("ignore", category=UntestedVersionWarning)``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+
+class UntestedVersionWarning(UserWarning):
+    """A framework release outside the range the project's compat modules are tested on."""
+
+
+def major_minor(version: str) -> tuple[int, int] | None:
+    """``"3.15.1" -> (3, 15)``, ``"2.21.0rc1" -> (2, 21)``; None when it does not start so."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def check_version(framework: str, version: str, tested: tuple[tuple[int, int], ...]) -> None:
+    """Raise or warn (module docstring) unless `version`'s major.minor is one of `tested`.
+
+    `tested` lists (major, minor) pairs of one major version, e.g. ``((3, 15),)``.
+    """
+    found = major_minor(version)
+    if found in tested:
+        return
+    span = ", ".join(f"{a}.{b}.x" for a, b in tested)
+    majors = {major for major, _ in tested}
+    if found is not None and found[0] not in majors:
+        raise ImportError(
+            f"capreolus_opt needs {framework} {span}; {framework} {version} is installed "
+            f"(another major version). Install {framework} {span}."
+        )
+    warnings.warn(
+        f"{framework} {version} is outside the range capreolus_opt is tested on ({span}): the "
+        f"{framework} internals it relies on may have changed.",
+        UntestedVersionWarning,
+        stacklevel=2,
+    )
