@@ -24,14 +24,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from capreolus_opt.records import exit_codes
+from capreolus_opt.records import exit_codes, status
+from capreolus_opt.records.schema import InfoKey
 from capreolus_opt.search.space import Dimension, suggest_bindings
 
 
 class TrialPruned(KeyboardInterrupt):
     """Raised inside training when the pruner stops the trial; Sacred records INTERRUPTED."""
 
-    stopped_reason = "pruned"
+    stopped_reason = status.PRUNED_REASON
 
 
 class TrialSink:
@@ -61,8 +62,8 @@ class TrialSink:
             self.pruned_at = step
             run = getattr(self._inner, "_run", None)  # the Sacred run of SacredMetricsSink
             if run is not None:
-                run.info["stopped_reason"] = "pruned"
-                run.info["pruned_at_step"] = int(step)
+                run.info[InfoKey.STOPPED_REASON] = status.PRUNED_REASON
+                run.info[InfoKey.PRUNED_AT_STEP] = int(step)
             raise TrialPruned(
                 f"pruned by the study's pruner at step {step} ({self._metric}={value})"
             )
