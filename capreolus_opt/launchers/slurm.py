@@ -124,7 +124,7 @@ def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
             ["squeue", "-h", "-o", "%i", "-j", ",".join(ids)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
-        if proc.returncode == 0 and not proc.stdout.strip():
+        if not proc.returncode and not proc.stdout.strip():  # squeue lists none of them
             break
         time.sleep(poll_s)
     outcomes = []
