@@ -88,6 +88,9 @@ class InfoKey:
     PRUNED_AT_STEP = "pruned_at_step"
     TUNE = "tune"  # {study, trial} of a search trial
     SLURM = "slurm"  # the Slurm job of an array task
+    #: Sacred's MongoObserver adds ``[{"id", "name"}, ...]`` references to its metric documents
+    #: (into the info every observer of the run receives).
+    MONGO_METRIC_REFS = "metrics"
 
 
 class ArtifactName:

@@ -301,6 +301,14 @@ def test_a_run_written_to_file_sql_and_mongo_reads_back_equal_from_each(in_tmp):
     points = {n: list(zip(s.steps, s.values, strict=True)) for n, s in continued.metrics.items()}
     assert points == expected_points(range(5, 7))
     assert sorted(continued.artifact_bytes) == sorted(schema.keys(ArtifactName))
+    # Every key the writers store is one the schema names.
+    for run_dir in file_runs(in_tmp / "fs"):
+        assert set(json.loads((run_dir / "config.json").read_text())) == set(
+            schema.keys(schema.ConfigKey)
+        )
+        assert set(json.loads((run_dir / "info.json").read_text())) <= set(
+            schema.keys(schema.InfoKey)
+        )
     for uuid in uuids:
         file_run = read["file"][uuid]
         for kind in ("sql", "mongo"):
