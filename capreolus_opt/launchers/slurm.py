@@ -28,6 +28,7 @@ from typing import Any
 
 from capreolus_opt.launchers.local import PACKAGE_ROOT
 from capreolus_opt.records import exit_codes
+from capreolus_opt.records.schema import InfoKey
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +183,7 @@ def sweep_point_job(point: dict) -> dict:
     fresh = RunRequest(
         gin_files=[point["config"]], gin_bindings=[*point["extra"], *point["bindings"]],
         workdir=point["workdir"], observers=point["observers"], run_uuid=run_uuid,
-        info={"slurm": _slurm_info()},
+        info={InfoKey.SLURM: _slurm_info()},
     )  # fmt: skip
     request = fresh
     if state.get("run_uuid"):

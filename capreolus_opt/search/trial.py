@@ -117,7 +117,7 @@ def _request(
 
     workdir = ""
     if spec.workdir_root and not resume:
-        workdir = os.path.join(spec.workdir_root, info["run_uuid"])
+        workdir = os.path.join(spec.workdir_root, info[InfoKey.RUN_UUID])
     return RunRequest(
         gin_files=gin_files,
         gin_bindings=bindings,
@@ -125,7 +125,7 @@ def _request(
         observers=list(spec.observers),
         resume=resume,
         capture=spec.capture,
-        run_uuid=info["run_uuid"],
+        run_uuid=info[InfoKey.RUN_UUID],
         info=info,
     )
 
@@ -144,7 +144,8 @@ def run_trial(spec: Any, trial: Any, dims: Sequence[Dimension], backend: Any) ->
     while True:
         run_uuid = uuid.uuid4().hex
         trial.set_user_attr("run_uuid", run_uuid)
-        info = {"run_uuid": run_uuid, "tune": {"study": spec.study, "trial": trial.number}}
+        tune = {"study": spec.study, "trial": trial.number}
+        info = {InfoKey.RUN_UUID: run_uuid, InfoKey.TUNE: tune}
         if resume:
             request = _request(spec, [], [], resume, info)
         else:
