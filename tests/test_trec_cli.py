@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from capreolus_opt.data.trec.formats import read_run
-from capreolus_opt.data.trec.measures import MEASURES
+from capreolus_opt.metrics.trec import MEASURES
 from tests.cli_helpers import ROOT, run_cli
 
 SMOKE = "gin_configs/trec_reranker_smoke.gin"

@@ -139,7 +139,7 @@ def handle_rerank(args: argparse.Namespace) -> int:
 
 def _metrics(qrels_path: str, run: dict) -> dict[str, float]:
     from capreolus_opt.data.trec.formats import read_qrels
-    from capreolus_opt.data.trec.measures import evaluate_run
+    from capreolus_opt.metrics.trec import evaluate_run
 
     qrels = read_qrels(qrels_path)
     return evaluate_run({q: qrels[q] for q in run if q in qrels}, run)[0]

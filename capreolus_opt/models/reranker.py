@@ -3,7 +3,7 @@
 Training examples are (query, positive document, negative document) triples; the loss scores
 both documents against the query and applies a pairwise hinge or softmax ranking loss
 (``models/losses.py``). Evaluation scores labelled (qid, query, document) pairs and reports
-MRR@10 and nDCG@10 per query, averaged (``models/ranking_metrics.py``).
+MRR@10 and nDCG@10 per query, averaged (``metrics/candidates.py``).
 
 Over ``TrecRerankingData`` (which has ``eval_index``) evaluation is TREC's instead
 (``models/trec_evaluation.py``): trec_eval metrics of the dev split (``ndcg@10``, ``mrr@10``,
@@ -40,9 +40,9 @@ from capreolus_opt.data.ranking_data import (
     eval_pairs_dataset,
     triples_dataset,
 )
+from capreolus_opt.metrics.candidates import ranking_metrics
 from capreolus_opt.models.encoder import build_reranker
 from capreolus_opt.models.losses import LOSSES, ranking_loss
-from capreolus_opt.models.ranking_metrics import ranking_metrics
 from capreolus_opt.models.trec_evaluation import TrecEvaluator, recorded_metrics
 
 # model_builder(vocab_size=, query_length=, document_length=, pad_id=) -> keras.Model mapping
@@ -201,7 +201,7 @@ class RerankingTask:
         """The keys :meth:`eval_metrics` returns (what searches may optimise as ``eval/NAME``),
         known without evaluating anything."""
         if self._trec is not None:
-            from capreolus_opt.data.trec.measures import MEASURES
+            from capreolus_opt.metrics.trec import MEASURES
 
             names = list(MEASURES)
             return [*names, "interpolation_weight"] if self._trec.interpolate else names

@@ -3,7 +3,7 @@
 Training evaluates the dev split only; the test split is scored once, at the end, with the
 model selected on dev (as Capreolus does). ``TrecEvaluator.metrics(outputs)`` turns the scores
 of one dev evaluation (every dev candidate of ``TrecRerankingData``) into a run, evaluates it
-with ``ir_measures`` (``data/trec/measures.py``) and returns what the training loop logs as
+with ``ir_measures`` (``metrics/trec.py``) and returns what the training loop logs as
 ``eval/...`` and selects the best model by. With ``interpolate=True`` the reported run is
 ``w * first stage + (1 - w) * model`` (per-query min-max normalised), ``w`` chosen on dev from
 ``0.0, 0.1, ..., 1.0`` by the selection metric (the smallest ``w`` among equals) and applied
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from capreolus_opt.data.trec.measures import MEASURES, evaluate_run, write_qrels
-from capreolus_opt.data.trec.runfile import interpolate, write_run
+from capreolus_opt.data.trec.runfile import interpolate, write_qrels, write_run
+from capreolus_opt.metrics.trec import MEASURES, evaluate_run
 from capreolus_opt.stats import paired_comparison
 
 _WEIGHTS = tuple(i / 10 for i in range(11))

@@ -13,7 +13,7 @@ import pytest
 from capreolus_opt.data.trec.data import TrecRerankingData
 from capreolus_opt.data.trec.formats import read_qrels, read_run, read_topics
 from capreolus_opt.data.trec.irds import ir_datasets_files
-from capreolus_opt.data.trec.measures import MEASURES
+from capreolus_opt.metrics.trec import MEASURES
 from tests.cli_helpers import ROOT, run_cli
 
 ir_datasets = pytest.importorskip("ir_datasets")

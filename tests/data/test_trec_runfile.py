@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from capreolus_opt.data.trec.formats import read_run
-from capreolus_opt.data.trec.measures import MEASURES, evaluate_run, write_qrels
-from capreolus_opt.data.trec.runfile import interpolate, ranked, top_k, write_run
+from capreolus_opt.data.trec.runfile import interpolate, ranked, top_k, write_qrels, write_run
+from capreolus_opt.metrics.trec import MEASURES, evaluate_run
 
 
 def test_ranks_follow_trec_eval_order_and_scores_round_trip(tmp_path):

@@ -14,7 +14,7 @@ pytest.importorskip("keras_hub")
 pytest.importorskip("tokenizers")
 
 from capreolus_opt.data.trec.formats import iter_collection, read_run
-from capreolus_opt.data.trec.measures import MEASURES
+from capreolus_opt.metrics.trec import MEASURES
 from tests.bert_presets import make_tiny_preset
 from tests.cli_helpers import ROOT, run_cli
 

@@ -12,8 +12,8 @@ import scipy.stats
 from capreolus_opt.data.trec import data as trec_data
 from capreolus_opt.data.trec.data import TrecRerankingData
 from capreolus_opt.data.trec.generate import generate_trec_collection
-from capreolus_opt.data.trec.measures import evaluate_run
 from capreolus_opt.data.trec.runfile import interpolate
+from capreolus_opt.metrics.trec import evaluate_run
 from capreolus_opt.models.trec_evaluation import TrecEvaluator
 
 

@@ -71,3 +71,14 @@ def interpolate(rerank: Run, first_stage: Run, weight: float) -> dict[str, dict[
         mixed = weight * base + (1.0 - weight) * model
         out[qid] = {d: float(s) for d, s in zip(ids, mixed, strict=True)}
     return out
+
+
+def write_qrels(path: str, qrels: Mapping[str, Mapping[str, int]]) -> str:
+    """Writes ``qid 0 docid rel`` lines (queries and documents sorted)."""
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for qid in sorted(qrels):
+            f.writelines(f"{qid} 0 {d} {rel}\n" for d, rel in sorted(qrels[qid].items()))
+    os.replace(tmp, path)
+    return path

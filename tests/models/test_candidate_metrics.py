@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from capreolus_opt.models.ranking_metrics import mrr_at_k, ndcg_at_k, ranking_metrics
+from capreolus_opt.metrics.candidates import mrr_at_k, ndcg_at_k, ranking_metrics
 
 LOG2_3 = np.log2(3.0)
 

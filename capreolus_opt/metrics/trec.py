@@ -52,15 +52,3 @@ def evaluate_run(
         per_query.setdefault(metric.query_id, {})[by_measure[metric.measure]] = float(metric.value)
     agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
     return {name: float(agg[m]) for name, m in measures.items()}, per_query
-
-
-def write_qrels(path: str, qrels: Mapping[str, Mapping[str, int]]) -> str:
-    """Writes ``qid 0 docid rel`` lines (queries and documents sorted)."""
-    import os
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for qid in sorted(qrels):
-            f.writelines(f"{qid} 0 {d} {rel}\n" for d, rel in sorted(qrels[qid].items()))
-    os.replace(tmp, path)
-    return path
