@@ -15,8 +15,8 @@ statuses come from :mod:`.status`. A stored run has, in each observer's own layo
 - artifacts (:class:`ArtifactName`) and metric series (:class:`MetricName`); ``result`` is the
   final evaluation metrics as a dict of floats (:func:`result_from_record`).
 
-The on-disk and database formats are Sacred 0.8.7's plus our SQL tables; nothing here changes
-them, so records written before this module existed read the same.
+The module names the stored formats and defines none of its own: they are Sacred 0.8.7's
+observers' plus our SQL tables (``storage/sql.py``).
 """
 
 from __future__ import annotations
