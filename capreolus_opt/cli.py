@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from capreolus_opt.optional import MissingExtraError
+from capreolus_opt.records import exit_codes
 from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
 
 # Modules that provide ``register(subparsers)``; each sets ``func=handler`` (args -> exit code).
@@ -70,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _TENSORFLOW_COMMANDS:
             import_tensorflow_quietly()
         try:
-            return int(args.func(args) or 0)
+            return int(args.func(args) or exit_codes.OK)
         except MissingExtraError as exc:  # an input error: the one-line install hint
             print(f"capreolus-opt {args.command}: error: {exc}", file=sys.stderr)
-            return 2
+            return exit_codes.INPUT
     finally:
         sys.stdout, sys.stderr = sys.stdout._stream, sys.stderr._stream
 

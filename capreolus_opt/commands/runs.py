@@ -106,7 +106,7 @@ def diff_handler(args: argparse.Namespace) -> int:
     try:
         runs = _load(args.source)
         if not runs:
-            return _empty_status(runs) or 2
+            return _empty_status(runs) or exit_codes.INPUT
         a, b = diff.find_run(runs, args.run_a), diff.find_run(runs, args.run_b)
         metrics, _ = compare.select_metrics([a, b], args.metric)
         _write(diff.render_diff(a, b, metrics))

@@ -28,6 +28,7 @@ from typing import Any
 
 from capreolus_opt.launchers.local import PACKAGE_ROOT
 from capreolus_opt.records import exit_codes
+from capreolus_opt.records.schema import InfoKey
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +125,7 @@ def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
             ["squeue", "-h", "-o", "%i", "-j", ",".join(ids)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
-        if proc.returncode == 0 and not proc.stdout.strip():
+        if not proc.returncode and not proc.stdout.strip():  # squeue lists none of them
             break
         time.sleep(poll_s)
     outcomes = []
@@ -182,7 +183,7 @@ def sweep_point_job(point: dict) -> dict:
     fresh = RunRequest(
         gin_files=[point["config"]], gin_bindings=[*point["extra"], *point["bindings"]],
         workdir=point["workdir"], observers=point["observers"], run_uuid=run_uuid,
-        info={"slurm": _slurm_info()},
+        info={InfoKey.SLURM: _slurm_info()},
     )  # fmt: skip
     request = fresh
     if state.get("run_uuid"):

@@ -13,6 +13,7 @@ from typing import Any
 
 from capreolus_opt.records.per_query import ArtifactAccess
 from capreolus_opt.records.record import Run
+from capreolus_opt.records.schema import Entry
 from capreolus_opt.storage import Location
 
 
@@ -55,7 +56,7 @@ def _sql_reader(location: Location, ids: dict[str, int]) -> Any:
 
 def mongo_artifacts(db: Any, doc: Any) -> ArtifactAccess | None:
     """Artifact access for one Sacred run document of MongoDB database ``db``."""
-    entries = doc.get("artifacts") if isinstance(doc, dict) else None
+    entries = doc.get(Entry.ARTIFACTS) if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         return None
     ids = {

@@ -21,6 +21,7 @@ from capreolus_opt.records.record import (
     build_run,
     check_steps,
 )
+from capreolus_opt.records.schema import CONFIG_FILE, INFO_FILE, METRICS_FILE, RUN_FILE, Entry
 from capreolus_opt.storage.paths import check_file_name, safe_join
 
 
@@ -40,11 +41,11 @@ def _metrics(raw: Any) -> dict[str, MetricSeries]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise RecordError("metrics.json is not a mapping of metric names")
+        raise RecordError(f"{METRICS_FILE} is not a mapping of metric names")
     out = {}
     for name, entry in raw.items():
         if not isinstance(entry, dict):
-            raise RecordError(f"metric {name!r} in metrics.json is not a mapping")
+            raise RecordError(f"metric {name!r} in {METRICS_FILE} is not a mapping")
         steps, values = entry.get("steps"), entry.get("values")
         if not isinstance(steps, list) or not isinstance(values, list) or len(steps) != len(values):
             raise RecordError(f"metric {name!r} has mismatched or missing steps/values")
@@ -68,25 +69,25 @@ def _coerce(name: str, values: list[Any]) -> list[float]:
 
 def read_run_folder(path: str, source: str) -> Run:
     """Read one run folder; raise RecordError when it is corrupt or partial."""
-    run = _load_json(os.path.join(path, "run.json"), required=True)
+    run = _load_json(os.path.join(path, RUN_FILE), required=True)
     if not isinstance(run, dict):
-        raise RecordError("run.json is not a JSON object")
-    config = _load_json(os.path.join(path, "config.json"), required=True)
-    info = _load_json(os.path.join(path, "info.json"), required=False)
-    metrics = _metrics(_load_json(os.path.join(path, "metrics.json"), required=False))
+        raise RecordError(f"{RUN_FILE} is not a JSON object")
+    config = _load_json(os.path.join(path, CONFIG_FILE), required=True)
+    info = _load_json(os.path.join(path, INFO_FILE), required=False)
+    metrics = _metrics(_load_json(os.path.join(path, METRICS_FILE), required=False))
     built = build_run(
         source=source,
         sacred_id=os.path.basename(path),
-        status=run.get("status"),
-        start_time=run.get("start_time"),
-        stop_time=run.get("stop_time"),
-        heartbeat=run.get("heartbeat"),
+        status=run.get(Entry.STATUS),
+        start_time=run.get(Entry.START_TIME),
+        stop_time=run.get(Entry.STOP_TIME),
+        heartbeat=run.get(Entry.HEARTBEAT),
         config=config,
         info=info,
-        result=run.get("result"),
+        result=run.get(Entry.RESULT),
         metrics=metrics,
     )
-    built.artifacts = _artifacts(path, run.get("artifacts"))
+    built.artifacts = _artifacts(path, run.get(Entry.ARTIFACTS))
     return built
 
 

@@ -17,6 +17,7 @@ from capreolus_opt.optional import require
 from capreolus_opt.records.artifacts import mongo_artifacts
 from capreolus_opt.records.record import LoadProblem, MetricSeries, RecordError, Run, build_run
 from capreolus_opt.records.record import check_series as _check_series
+from capreolus_opt.records.schema import MONGO_METRICS, MONGO_RUNS, Entry
 from capreolus_opt.storage import MONGO_TIMEOUT_MS, Location, mask_urls
 
 ClientFactory = Callable[[str], Any]
@@ -29,7 +30,7 @@ def _default_client(url: str) -> Any:
 
 def _metrics_by_run(db: Any) -> dict[Any, dict[str, MetricSeries]]:
     out: dict[Any, dict[str, MetricSeries]] = {}
-    for doc in db["metrics"].find({}):
+    for doc in db[MONGO_METRICS].find({}):
         name = doc.get("name")
         try:
             series = _check_series(str(name), doc.get("steps"), doc.get("values"))
@@ -54,7 +55,7 @@ def read_mongo(
     try:
         db = factory(location.url)[location.database]
         metrics = _metrics_by_run(db)
-        for doc in db["runs"].find({}).sort("_id", 1):
+        for doc in db[MONGO_RUNS].find({}).sort("_id", 1):
             location = f"{shown} _id={doc.get('_id')}"
             series = metrics.get(doc.get("_id"), {})
             bad = [name[5:] for name in series if name.startswith("\0bad:")]
@@ -66,13 +67,13 @@ def read_mongo(
                     build_run(
                         source=shown,
                         sacred_id=doc.get("_id"),
-                        status=doc.get("status"),
-                        start_time=doc.get("start_time"),
-                        stop_time=doc.get("stop_time"),
-                        heartbeat=doc.get("heartbeat"),
-                        config=doc.get("config"),
-                        info=doc.get("info"),
-                        result=doc.get("result"),
+                        status=doc.get(Entry.STATUS),
+                        start_time=doc.get(Entry.START_TIME),
+                        stop_time=doc.get(Entry.STOP_TIME),
+                        heartbeat=doc.get(Entry.HEARTBEAT),
+                        config=doc.get(Entry.CONFIG),
+                        info=doc.get(Entry.INFO),
+                        result=doc.get(Entry.RESULT),
                         metrics=series,
                     )
                 )

@@ -29,14 +29,16 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from capreolus_opt.records.schema import (
+    MetricName,
+    RecordedConfig,
+    RecordedInfo,
+    RecordError,
+    result_from_record,
+)
 from capreolus_opt.records.status import live_status
-from capreolus_opt.storage.paths import check_group_name, check_run_uuid
 
 _MINIMISED_WORDS = ("loss", "error", "perplexity")
-
-
-class RecordError(ValueError):
-    """A stored run record is unreadable or lacks what the run-record contract requires."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,7 @@ def best_direction(metric: str) -> str | None:
         return None
     if any(word in leaf for word in _MINIMISED_WORDS):
         return "min"
-    if metric.startswith("group/"):
+    if metric.startswith(MetricName.GROUP_PREFIX):
         return None
     return "max"
 
@@ -177,14 +179,15 @@ class Run:
         # The result dict holds the final eval metrics, with or without the "eval/" prefix.
         if metric in self.result:
             return self.result[metric]
-        if metric.startswith("eval/"):
-            return self.result.get(metric[len("eval/") :])
+        if metric.startswith(MetricName.EVAL_PREFIX):
+            return self.result.get(metric.removeprefix(MetricName.EVAL_PREFIX))
         return None
 
     def metric_names(self) -> set[str]:
         """Names of the stored metric series plus ``eval/<key>`` for each result entry."""
         names = {name for name, series in self.metrics.items() if len(series)}
-        names.update(k if k.startswith("eval/") else f"eval/{k}" for k in self.result)
+        prefix = MetricName.EVAL_PREFIX
+        names.update(k if k.startswith(prefix) else MetricName.eval(k) for k in self.result)
         return names
 
 
@@ -204,18 +207,6 @@ def to_datetime(value: Any) -> dt.datetime | None:
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
     return stamp
-
-
-def _hparam_pairs(pairs: Any) -> dict[str, Any]:
-    if not isinstance(pairs, list):
-        raise RecordError(f"config.hparams must be a list of [name, value] pairs, got {pairs!r}")
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if not (isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[0], str)):
-            raise RecordError(f"config.hparams entry {pair!r} is not a [name, value] pair")
-        value = pair[1]
-        out[pair[0]] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def check_steps(name: str, steps: list[Any]) -> None:
@@ -269,70 +260,41 @@ def build_run(
     metrics: Mapping[str, MetricSeries],
     heartbeat: Any = None,
 ) -> Run:
-    """Assemble a :class:`Run` from one observer's raw fields, validating the contract.
+    """Assemble a :class:`Run` from one observer's raw fields, validating the contract
+    (:mod:`capreolus_opt.records.schema`).
 
     Raises:
         RecordError: when ``info.run_uuid`` or ``config.hparams`` is missing or malformed.
     """
     if not isinstance(config, Mapping):
         raise RecordError("config is missing or not a mapping")
-    if not isinstance(info, Mapping) or not isinstance(info.get("run_uuid"), str):
-        raise RecordError("info.run_uuid is missing (partial record: no heartbeat yet?)")
+    recorded = RecordedInfo.from_record(info)
     if not isinstance(status, str):
         raise RecordError(f"status {status!r} is not a string")
-    _check_identifiers(info)
-    hparams = _hparam_pairs(config.get("hparams", []))
-    clean_result: dict[str, float] = {}
-    if isinstance(result, Mapping):
-        for key, value in result.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                clean_result[str(key)] = float(value)
-    group_table = info.get("group_table") or []
-    if not isinstance(group_table, list) or not all(isinstance(r, Mapping) for r in group_table):
-        raise RecordError("info.group_table is not a list of row dicts")
-    seed = config.get("seed")
+    recorded_config = RecordedConfig.from_record(config)
     start, beat = to_datetime(start_time), to_datetime(heartbeat)
-    start_step = info.get("start_step")
     return Run(
-        run_uuid=info["run_uuid"],
-        status=live_status(status, beat, start, info.get("beat_every_s")),
+        run_uuid=recorded.run_uuid,
+        status=live_status(status, beat, start, recorded.beat_every_s),
         stored_status=status,
         heartbeat=beat,
-        start_step=start_step if isinstance(start_step, int) else 0,
+        start_step=recorded.start_step,
         start_time=start,
         stop_time=to_datetime(stop_time),
-        hparams=hparams,
-        gin_files=list(config.get("gin_files") or []),
-        gin_bindings=list(config.get("gin_bindings") or []),
-        seed=seed if isinstance(seed, int) else None,
-        group_table=[dict(r) for r in group_table],
+        hparams=recorded_config.hparams,
+        gin_files=recorded_config.gin_files,
+        gin_bindings=recorded_config.gin_bindings,
+        seed=recorded_config.seed,
+        group_table=recorded.group_table,
         metrics=dict(metrics),
-        result=clean_result,
-        resumed_from=info.get("resumed_from"),
-        workdir=info.get("workdir") if isinstance(info.get("workdir"), str) else None,
-        stopped_reason=_text_or_none(info.get("stopped_reason")),
-        continued_from=_text_or_none(info.get("continued_from")),
+        result=result_from_record(result),
+        resumed_from=recorded.resumed_from,
+        workdir=recorded.workdir,
+        stopped_reason=recorded.stopped_reason,
+        continued_from=recorded.continued_from,
         sources=[source],
         sacred_ids={source: str(sacred_id)},
     )
-
-
-def _check_identifiers(info: Mapping[str, Any]) -> None:
-    # Identifiers become file and folder names (export, artifacts): a record whose values could
-    # name a path outside its folder is refused whole (storage/paths.py).
-    try:
-        check_run_uuid(info["run_uuid"], "info.run_uuid")
-        if info.get("resumed_from") is not None:
-            check_run_uuid(info["resumed_from"], "info.resumed_from")
-        for row in info.get("group_table") or []:
-            if isinstance(row, Mapping) and "group" in row:
-                check_group_name(row["group"], "info.group_table group")
-    except ValueError as exc:
-        raise RecordError(str(exc)) from None
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def differing_hparams(runs: Iterable[Run]) -> list[str]:

@@ -26,6 +26,7 @@ from capreolus_opt.records.record import (
     build_run,
     check_series,
 )
+from capreolus_opt.records.schema import Entry
 from capreolus_opt.storage import Location, LocationError, mask_urls
 
 
@@ -115,7 +116,7 @@ def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
             )  # fmt: skip
             for pk, run_id, status, start, stop, config, info, result, beat in rows:
                 try:
-                    info = _json_column(info, "info")
+                    info = _json_column(info, Entry.INFO)
                     result = results.get(pk, result)
                     runs.append(
                         build_run(
@@ -125,7 +126,7 @@ def read_sql(location: Location) -> tuple[list[Run], list[LoadProblem]]:
                             start_time=start,
                             stop_time=stop,
                             heartbeat=beat,
-                            config=_json_column(config, "config"),
+                            config=_json_column(config, Entry.CONFIG),
                             info=info,
                             result=result,
                             metrics=metrics.get(pk, {}),

@@ -9,7 +9,7 @@ Shown by readers, never stored: :data:`DIED` for a RUNNING record whose last sig
 heartbeat, else its start) is more than :data:`STALE_BEATS` beat intervals old (the interval is
 ``info.beat_every_s``, Sacred's :data:`SACRED_BEAT_S` when absent; writer and reader clocks must
 agree within that margin), and :data:`PRUNED` for an INTERRUPTED run whose ``stopped_reason`` is
-``"pruned"`` (any stopped reason is shown in capitals).
+:data:`PRUNED_REASON` (any stopped reason is shown in capitals).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ INTERRUPTED = "INTERRUPTED"
 TIMEOUT = "TIMEOUT"
 DIED = "DIED"
 PRUNED = "PRUNED"
+#: ``info.stopped_reason`` of a run a search's pruner stopped (shown as :data:`PRUNED`).
+PRUNED_REASON = "pruned"
 
 #: Statuses a store holds once the run has ended.
 TERMINAL = (COMPLETED, FAILED, INTERRUPTED, TIMEOUT)

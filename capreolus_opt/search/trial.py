@@ -24,14 +24,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from capreolus_opt.records import exit_codes
+from capreolus_opt.records import exit_codes, status
+from capreolus_opt.records.schema import InfoKey
 from capreolus_opt.search.space import Dimension, suggest_bindings
 
 
 class TrialPruned(KeyboardInterrupt):
     """Raised inside training when the pruner stops the trial; Sacred records INTERRUPTED."""
 
-    stopped_reason = "pruned"
+    stopped_reason = status.PRUNED_REASON
 
 
 class TrialSink:
@@ -61,8 +62,8 @@ class TrialSink:
             self.pruned_at = step
             run = getattr(self._inner, "_run", None)  # the Sacred run of SacredMetricsSink
             if run is not None:
-                run.info["stopped_reason"] = "pruned"
-                run.info["pruned_at_step"] = int(step)
+                run.info[InfoKey.STOPPED_REASON] = status.PRUNED_REASON
+                run.info[InfoKey.PRUNED_AT_STEP] = int(step)
             raise TrialPruned(
                 f"pruned by the study's pruner at step {step} ({self._metric}={value})"
             )
@@ -116,7 +117,7 @@ def _request(
 
     workdir = ""
     if spec.workdir_root and not resume:
-        workdir = os.path.join(spec.workdir_root, info["run_uuid"])
+        workdir = os.path.join(spec.workdir_root, info[InfoKey.RUN_UUID])
     return RunRequest(
         gin_files=gin_files,
         gin_bindings=bindings,
@@ -124,7 +125,7 @@ def _request(
         observers=list(spec.observers),
         resume=resume,
         capture=spec.capture,
-        run_uuid=info["run_uuid"],
+        run_uuid=info[InfoKey.RUN_UUID],
         info=info,
     )
 
@@ -143,7 +144,8 @@ def run_trial(spec: Any, trial: Any, dims: Sequence[Dimension], backend: Any) ->
     while True:
         run_uuid = uuid.uuid4().hex
         trial.set_user_attr("run_uuid", run_uuid)
-        info = {"run_uuid": run_uuid, "tune": {"study": spec.study, "trial": trial.number}}
+        tune = {"study": spec.study, "trial": trial.number}
+        info = {InfoKey.RUN_UUID: run_uuid, InfoKey.TUNE: tune}
         if resume:
             request = _request(spec, [], [], resume, info)
         else:

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from capreolus_opt.optional import require
-from capreolus_opt.records import exit_codes
+from capreolus_opt.records import exit_codes, status
 from capreolus_opt.search import trial as trials
 from capreolus_opt.search.space import grid_search_space, parse_spaces
 
@@ -236,7 +236,7 @@ def _tell(study: Any, trial: Any, outcome: trials.TrialOutcome, metric: str) -> 
         study.tell(trial, outcome.value)
         return None
     if code == exit_codes.INTERRUPTED and outcome.pruned:
-        trial.set_user_attr("stopped_reason", "pruned")
+        trial.set_user_attr("stopped_reason", status.PRUNED_REASON)
         study.tell(trial, state=TrialState.PRUNED)
         return None
     if code == exit_codes.INTERRUPTED:

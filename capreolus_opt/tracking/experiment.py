@@ -1,15 +1,13 @@
 """The Sacred experiment that runs a gin-configured training and records it.
 
 ``make_experiment()`` returns a fresh ``sacred.Experiment`` with no observer: the caller attaches
-them (``capreolus-opt train``, ``experiments/train.py`` or a test), never this module. The
-record follows docs/ARCHITECTURE.md (tracking): config ``gin_files``, ``gin_bindings``,
+them (``capreolus-opt train``, ``experiments/train.py`` or a test), never this module. What it
+records is :mod:`capreolus_opt.records.schema`'s shape: config ``gin_files``, ``gin_bindings``,
 ``workdir``, ``seed`` and ``hparams`` (``[name, value]`` pairs from the parsed gin config, added
-by a config hook, so a bad gin file fails before any observer records a run); info ``run_uuid``,
-``gin_config``, ``operative_gin_config``, ``group_table``, ``strategy``, ``versions``,
-``workdir``, ``checkpoint_path``, ``resumed_from``, ``beat_every_s`` (heartbeat interval) and
-``start_step`` (the checkpoint step training started from); artifacts ``operative_config.gin``,
-``group_table.csv`` and ``checkpoint.txt``; metrics through :class:`SacredMetricsSink`; result
-the final evaluation metrics as floats.
+by a config hook, so a bad gin file fails before any observer records a run); the info keys of
+:class:`~capreolus_opt.records.schema.InfoKey`; the artifacts of
+:class:`~capreolus_opt.records.schema.ArtifactName`; metrics through
+:class:`SacredMetricsSink`; result the final evaluation metrics as floats.
 
 ``seed`` mirrors gin's ``train.seed`` when the training function has one (bind ``train.seed``
 to change it; the CLI's ``--seed`` does).
@@ -31,6 +29,7 @@ from typing import Any
 from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
+from capreolus_opt.records.schema import ArtifactName, ConfigKey, InfoKey, result_to_record
 from capreolus_opt.tracking.redact import REDACTOR
 from capreolus_opt.tracking.sink import DEFAULT_BEAT_S, SacredMetricsSink
 
@@ -117,7 +116,7 @@ def make_experiment(
         return importlib.import_module("capreolus_opt.gin_bindings")
 
     @ex.config
-    def config():
+    def config():  # Sacred names the entries after these variables: ConfigKey's values
         gin_files = []  # noqa: F841  gin files, parsed in order
         gin_bindings = []  # noqa: F841  extra bindings, parsed after the files
         workdir = ""  # noqa: F841  checkpoint folder; "" = ./workdirs/<run_uuid>
@@ -132,18 +131,18 @@ def make_experiment(
 
     @ex.config_hook
     def add_hparams(config, command_name, logger):
-        _check_string_list(config["gin_files"], "gin_files")
-        _check_string_list(config["gin_bindings"], "gin_bindings")
-        files, bindings = list(config["gin_files"]), list(config["gin_bindings"])
+        _check_string_list(config[ConfigKey.GIN_FILES], ConfigKey.GIN_FILES)
+        _check_string_list(config[ConfigKey.GIN_BINDINGS], ConfigKey.GIN_BINDINGS)
+        files, bindings = list(config[ConfigKey.GIN_FILES]), list(config[ConfigKey.GIN_BINDINGS])
         known = parsed
         if known is None or (known.gin_files, known.gin_bindings) != (files, bindings):
             from capreolus_opt.tracking.run import parse_run_config
 
             known = parse_run_config(get_backend(), files, bindings)
         state["parsed"] = known
-        updates: dict[str, Any] = {"hparams": [list(pair) for pair in known.hparams]}
+        updates: dict[str, Any] = {ConfigKey.HPARAMS: [list(pair) for pair in known.hparams]}
         if known.seed is not None:
-            updates["seed"] = known.seed
+            updates[ConfigKey.SEED] = known.seed
         return updates
 
     @ex.main
@@ -168,11 +167,11 @@ def _train_recorded(
     """Main function body: train the parsed config with a Sacred sink, record
     info/artifacts/result."""
     info = run.info
-    info.setdefault("run_uuid", uuid.uuid4().hex)
-    info["workdir"] = os.path.abspath(workdir or os.path.join("workdirs", info["run_uuid"]))
-    info["versions"] = package_versions()
-    info["beat_every_s"] = flush_every_s  # readers judge a silent heartbeat by it (DIED)
-    info["gin_config"] = parsed.config_text
+    run_uuid = info.setdefault(InfoKey.RUN_UUID, uuid.uuid4().hex)
+    info[InfoKey.WORKDIR] = os.path.abspath(workdir or os.path.join("workdirs", run_uuid))
+    info[InfoKey.VERSIONS] = package_versions()
+    info[InfoKey.BEAT_EVERY_S] = flush_every_s  # readers judge a silent heartbeat by it (DIED)
+    info[InfoKey.GIN_CONFIG] = parsed.config_text
     sink = SacredMetricsSink(run, flush_every_s=flush_every_s)
     with tempfile.TemporaryDirectory(prefix="capreolus-artifacts-") as tmp:
 
@@ -184,26 +183,26 @@ def _train_recorded(
 
         def on_start(start_info: dict) -> None:
             table = start_info.get("group_table")  # None for an optimizer without groups
-            info["group_table"] = table.to_records() if table is not None else []
-            info["strategy"] = start_info.get("strategy_summary", {})
-            info["task"] = start_info.get("task_info", {})  # e.g. truncation statistics
+            info[InfoKey.GROUP_TABLE] = table.to_records() if table is not None else []
+            info[InfoKey.STRATEGY] = start_info.get("strategy_summary", {})
+            info[InfoKey.TASK] = start_info.get("task_info", {})  # e.g. truncation statistics
             # A resumed run restarts from its checkpoint: its points replace the prior run's
             # points after this step (docs/ARCHITECTURE.md, "Resuming").
-            info["start_step"] = int(start_info.get("start_step", 0))
+            info[InfoKey.START_STEP] = int(start_info.get("start_step", 0))
             if table is not None:
-                add_artifact("group_table.csv", table.to_csv())
+                add_artifact(ArtifactName.GROUP_TABLE, table.to_csv())
             sink.beat()  # the group table reaches the observers before the first step
 
         try:
-            result = gin.run_training(workdir=info["workdir"], sink=sink, on_start=on_start)
-            info["checkpoint_path"] = result.checkpoint_path
-            add_artifact("checkpoint.txt", f"{result.checkpoint_path or ''}\n")
+            result = gin.run_training(workdir=info[InfoKey.WORKDIR], sink=sink, on_start=on_start)
+            info[InfoKey.CHECKPOINT_PATH] = result.checkpoint_path
+            add_artifact(ArtifactName.CHECKPOINT, f"{result.checkpoint_path or ''}\n")
             for path in getattr(result, "artifacts", []):  # run files, per-query metrics
                 run.add_artifact(path, os.path.basename(path))
-            return {name: float(value) for name, value in result.eval_metrics.items()}
+            return result_to_record(result.eval_metrics)
         finally:
             # Also on failure and interrupt: what gin used so far, and every queued point (the
             # info reaches the observers with Sacred's final beat, when the run stops).
-            info["operative_gin_config"] = gin.operative_config_text()
-            add_artifact("operative_config.gin", info["operative_gin_config"])
+            info[InfoKey.OPERATIVE_GIN_CONFIG] = gin.operative_config_text()
+            add_artifact(ArtifactName.OPERATIVE_CONFIG, info[InfoKey.OPERATIVE_GIN_CONFIG])
             sink.flush()

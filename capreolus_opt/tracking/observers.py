@@ -28,6 +28,14 @@ from sacred.observers import FileStorageObserver, MongoObserver
 from sacred.serializer import flatten
 
 from capreolus_opt.records import status as run_status
+from capreolus_opt.records.schema import (
+    CONFIG_FILE,
+    INFO_FILE,
+    METRICS_FILE,
+    OUTPUT_FILE,
+    RUN_FILE,
+    Entry,
+)
 
 
 class _OwnIds:
@@ -120,12 +128,12 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
         text = json.dumps(flatten(obj), sort_keys=True, indent=2)
         # A heartbeat's run.json need not reach the disk platter: rename keeps it whole, and the
         # next beat rewrites it (an fsync per beat cost ~80 ms on a busy shared disk).
-        beat_only = filename == "run.json" and obj.get("status") == run_status.RUNNING
+        beat_only = filename == RUN_FILE and obj.get(Entry.STATUS) == run_status.RUNNING
         self._write_if_changed(filename, text.encode("utf-8"), sync=not beat_only)
 
     def save_cout(self) -> None:
         """Rewrite ``cout.txt`` whole (an append cut short would repeat text on the retry)."""
-        self._write_if_changed("cout.txt", self.cout.encode("utf-8"), sync=False)
+        self._write_if_changed(OUTPUT_FILE, self.cout.encode("utf-8"), sync=False)
         self.cout_write_cursor = len(self.cout)
 
     def _write_if_changed(self, filename: str, data: bytes, sync: bool = True) -> None:
@@ -171,11 +179,11 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
             # A copy (atomic under the GIL): the training thread may add keys while this beat,
             # on the sink's thread, serialises them.
             self.info, self.cout = dict(info), captured_out
-            self.run_entry["heartbeat"] = beat_time.isoformat()
-            self.run_entry["result"] = result
-            self._mark("cout.txt", self.save_cout)
+            self.run_entry[Entry.HEARTBEAT] = beat_time.isoformat()
+            self.run_entry[Entry.RESULT] = result
+            self._mark(OUTPUT_FILE, self.save_cout)
             if self.info:
-                self._mark("info.json", lambda: self.save_json(self.info, "info.json"))
+                self._mark(INFO_FILE, lambda: self.save_json(self.info, INFO_FILE))
             self._mark_run_entry()
             self._sync()
 
@@ -190,7 +198,7 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
                 saved["timestamps"] += [t.isoformat() for t in series["timestamps"]]
                 self._unwritten_points += len(series["values"])
             if metrics_by_name:
-                self._mark("metrics.json", self._write_metrics)
+                self._mark(METRICS_FILE, self._write_metrics)
             self._sync()
 
     def artifact_event(self, name: str, filename: str, metadata: Any = None, content_type=None):
@@ -199,8 +207,8 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
             with open(filename, "rb") as f:
                 data = f.read()
             self._mark(f"artifact {name}", lambda: atomic_write(os.path.join(self.dir, name), data))
-            if name not in self.run_entry["artifacts"]:
-                self.run_entry["artifacts"].append(name)
+            if name not in self.run_entry[Entry.ARTIFACTS]:
+                self.run_entry[Entry.ARTIFACTS].append(name)
             self._mark_run_entry()
             self._sync()
 
@@ -258,15 +266,15 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
         self._unwritten.pop(key, None)
         self._unwritten[key] = write
         # run.json always goes last: it must not say more than the other files hold.
-        if key != "run.json" and "run.json" in self._unwritten:
-            self._unwritten["run.json"] = self._unwritten.pop("run.json")
+        if key != RUN_FILE and RUN_FILE in self._unwritten:
+            self._unwritten[RUN_FILE] = self._unwritten.pop(RUN_FILE)
 
     def _mark_run_entry(self) -> None:
-        self._mark("run.json", lambda: self.save_json(self.run_entry, "run.json"))
+        self._mark(RUN_FILE, lambda: self.save_json(self.run_entry, RUN_FILE))
 
     def _write_metrics(self) -> None:
         start = time.monotonic()
-        self.save_json(self._metrics, "metrics.json")
+        self.save_json(self._metrics, METRICS_FILE)
         self._unwritten_points = 0
         self._metrics_written_at = time.monotonic()
         self._metrics_write_s = self._metrics_written_at - start
@@ -283,17 +291,17 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
         """Write every point received so far now (the training loop asks before a checkpoint,
         so that a run resumed from that checkpoint finds no point missing before it)."""
         with self._lock:
-            if "metrics.json" in self._unwritten:
+            if METRICS_FILE in self._unwritten:
                 try:
-                    self._unwritten.pop("metrics.json")()
+                    self._unwritten.pop(METRICS_FILE)()
                 except OSError as exc:
-                    self._unwritten["metrics.json"] = self._write_metrics
-                    self._report("metrics.json", exc)
+                    self._unwritten[METRICS_FILE] = self._write_metrics
+                    self._report(METRICS_FILE, exc)
 
     def _sync(self, final: bool = False) -> bool:
         """Write the unwritten files in order; stop at the first failure. True when all done."""
         for key, write in list(self._unwritten.items()):
-            if key == "metrics.json" and not final and not self._metrics_due():
+            if key == METRICS_FILE and not final and not self._metrics_due():
                 continue
             try:
                 write()
@@ -317,8 +325,8 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
 
     def _status_on_disk(self) -> str:
         try:
-            with open(os.path.join(self.dir, "run.json"), encoding="utf-8") as f:
-                return str(json.load(f).get("status"))
+            with open(os.path.join(self.dir, RUN_FILE), encoding="utf-8") as f:
+                return str(json.load(f).get(Entry.STATUS))
         except (OSError, ValueError, AttributeError):
             return "unreadable"
 
@@ -329,7 +337,7 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
 #: The longest metrics.json may trail the points it received (see ``_metrics_due``).
 METRICS_MAX_LAG_S = 5.0
 
-_SACRED_FILES = ("run.json", "config.json", "cout.txt", "metrics.json", "info.json")
+_SACRED_FILES = (RUN_FILE, CONFIG_FILE, OUTPUT_FILE, METRICS_FILE, INFO_FILE)
 _LOG = logging.getLogger("capreolus_opt.run")
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from capreolus_opt.optional import MissingExtraError
 from capreolus_opt.records import exit_codes, status
+from capreolus_opt.records.schema import ConfigKey, InfoKey, hparam_pairs
 
 DEFAULT_OBSERVER = "file://runs"
 #: Observer URLs as a JSON list, read when a request names none (keeps passwords off argv).
@@ -210,7 +211,7 @@ def parse_run_config(backend: Any, gin_files: list[str], gin_bindings: list[str]
     return ParsedConfig(
         gin_files=list(gin_files),
         gin_bindings=list(gin_bindings),
-        hparams=[[name, value] for name, value in flat],
+        hparams=hparam_pairs(flat),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         config_text=backend.config_text(),
     )
@@ -229,7 +230,7 @@ def _run(
     gin_files, gin_bindings = list(request.gin_files), list(request.gin_bindings)
     workdir = request.workdir
     prior = None
-    info: dict[str, Any] = {"run_uuid": request.run_uuid or uuid.uuid4().hex, **request.info}
+    info: dict[str, Any] = {InfoKey.RUN_UUID: request.run_uuid or uuid.uuid4().hex, **request.info}
     if request.resume:
         if gin_files:
             raise RunInputError(
@@ -241,7 +242,7 @@ def _run(
             raise RunInputError(mask_urls(f"--resume {request.resume!r}: {exc}")) from None
         gin_files, gin_bindings = prior.gin_files, prior.gin_bindings + gin_bindings
         workdir = workdir or prior.workdir
-        info["resumed_from"] = prior.run_uuid
+        info[InfoKey.RESUMED_FROM] = prior.run_uuid
     elif not gin_files:
         raise RunInputError(
             "no CONFIG.gin given (expected at least one gin file, or --resume RUN)."
@@ -326,7 +327,7 @@ def _check_resume(ref: str, prior: Any, parsed: ParsedConfig, backend: Any, info
             f"train it further ask for more steps, e.g. --gin_param '{steps_name} = N' with N > "
             f"{old}."
         )
-    info["continued_from"] = prior.run_uuid
+    info[InfoKey.CONTINUED_FROM] = prior.run_uuid
 
 
 def _one_line(exc: BaseException) -> str:
@@ -341,8 +342,9 @@ def _claim_workdir(workdir: str, info: dict[str, Any], report: Callable[[str], N
 
     if not is_chief_process():
         return None
-    path = workdir or os.path.join("workdirs", info["run_uuid"])
-    held = claim(path, run_uuid=info["run_uuid"], resumes=info.get("resumed_from"))
+    run_uuid = info[InfoKey.RUN_UUID]
+    path = workdir or os.path.join("workdirs", run_uuid)
+    held = claim(path, run_uuid=run_uuid, resumes=info.get(InfoKey.RESUMED_FROM))
     if held.took_over:
         report(f"note: workdir {held.path}: {held.took_over}; continuing it.")
     return held
@@ -369,15 +371,15 @@ def _run_experiment(
             observer.final_wait_s = request.observer_wait_s
     ex = make_experiment(backend=backend, flush_every_s=request.beat_every_s, parsed=parsed)
     ex.observers.extend(observers)
-    run_uuid = info["run_uuid"]
+    run_uuid = info[InfoKey.RUN_UUID]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     ended: RunOutcome | None = None
     try:
         run = ex.run(
             config_updates={
-                "gin_files": parsed.gin_files,
-                "gin_bindings": parsed.gin_bindings,
-                "workdir": workdir,
+                ConfigKey.GIN_FILES: parsed.gin_files,
+                ConfigKey.GIN_BINDINGS: parsed.gin_bindings,
+                ConfigKey.WORKDIR: workdir,
             },
             info=info,
             options={"--capture": request.capture},

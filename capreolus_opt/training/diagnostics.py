@@ -24,6 +24,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from capreolus_opt.records.schema import MetricName
+
 DEFAULT_GROUP = "default"
 
 
@@ -110,8 +112,8 @@ def group_diagnostics(
     out: dict[str, tf.Tensor] = {}
     for g in index.names:
         pos = index.members[g]
-        out[f"group/{g}/lr"] = learning_rates[g]
-        out[f"group/{g}/grad_norm"] = _group_norm(reduced_grads, pos)
-        out[f"group/{g}/update_norm"] = _group_norm(updates, pos)
-        out[f"group/{g}/param_norm"] = _group_norm(after, pos)
+        out[MetricName.group(g, "lr")] = learning_rates[g]
+        out[MetricName.group(g, "grad_norm")] = _group_norm(reduced_grads, pos)
+        out[MetricName.group(g, "update_norm")] = _group_norm(updates, pos)
+        out[MetricName.group(g, "param_norm")] = _group_norm(after, pos)
     return out

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from capreolus_opt.records.schema import MetricName
 from capreolus_opt.training import diagnostics as diag
 from capreolus_opt.training import precision
 from capreolus_opt.training.checkpoints import CheckpointState, stop_on_signals
@@ -313,7 +314,7 @@ def _run_eval(run: _Run, step: int) -> dict[str, float]:
     run.recorder.evaluated(step, metrics)
     run.reporter.evaluated(step, metrics)
     if run.log is not None:
-        run.log.log_metrics(step, {f"eval/{k}": v for k, v in metrics.items()})
+        run.log.log_metrics(step, {MetricName.eval(k): v for k, v in metrics.items()})
     return metrics
 
 
@@ -358,7 +359,7 @@ def _step_call(run: _Run, iterator: Any, step: int, vote: tf.Tensor) -> tuple[in
     step += plan.steps_per_loop
     run.reporter.update(step, float(losses[-1]))
     if with_diag and run.log is not None:
-        metrics = {"train/loss": float(losses[-1])}
+        metrics = {MetricName.TRAIN_LOSS: float(losses[-1])}
         metrics.update({k: float(v) for k, v in values.items()})
         run.log.log_metrics(step, metrics)
     return step, float(votes)

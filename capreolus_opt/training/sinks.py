@@ -1,8 +1,9 @@
 """Where training metrics go: the ``MetricsSink`` protocol, simple sinks, and console progress.
 
 The loop calls sinks outside the traced step, on the chief worker only, with plain floats.
-Metric names: ``train/loss``, ``group/<group>/lr|grad_norm|update_norm|param_norm``,
-``eval/<metric>``. The Sacred sink (``tracking/``) implements the same protocol.
+Metric names (:class:`capreolus_opt.records.schema.MetricName`): ``train/loss``,
+``group/<group>/lr|grad_norm|update_norm|param_norm``, ``eval/<metric>``. The Sacred sink
+(``tracking/``) implements the same protocol.
 """
 
 from __future__ import annotations

@@ -97,7 +97,13 @@ def run_training(*, workdir, sink=None, on_start=None):
     previous = signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:
         if on_start:
-            on_start({"group_table": FakeTable(), "strategy_summary": {"kind": "fake"}})
+            on_start(
+                {
+                    "group_table": FakeTable(),
+                    "strategy_summary": {"kind": "fake"},
+                    "start_step": start,
+                }
+            )
         steps = _get("train.steps")
         for step in range(start + 1, steps + 1):
             if step == _get("train.fail_at"):

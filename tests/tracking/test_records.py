@@ -2,18 +2,26 @@
 
 Checks every observer kind holds the record of docs/ARCHITECTURE.md: config with hparams pairs,
 info, artifacts, every logged metric point, result and status, for COMPLETED, FAILED and
-INTERRUPTED runs; resume; an observer failing mid-run; passwords never written.
+INTERRUPTED runs; resume; an observer failing mid-run; passwords never written; and that one run
+written to a FileStorage folder, SQLite and MongoDB reads back as equal ``Run`` values from each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import mongomock
 import mongomock.gridfs
 import pytest
 
+from capreolus_opt.records import schema, status
+from capreolus_opt.records.load import load_runs
+from capreolus_opt.records.record import to_datetime
+from capreolus_opt.records.schema import ArtifactName
+from capreolus_opt.storage import parse_location
 from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
+from capreolus_opt.tracking.run import RunRequest, run_tracked
 from tests.tracking import fake_backend
 from tests.tracking.tracking_helpers import (
     POSTGRES_URL,
@@ -211,3 +219,100 @@ def test_bad_input_exits_2_and_records_nothing(in_tmp, flag, capsys):
     assert train([gin, "--observer", "file://fs", flag, value]) == 2
     assert not (in_tmp / "fs").exists() or not file_runs(in_tmp / "fs")
     assert value.split(" ")[0] in capsys.readouterr().err
+
+
+#: Fields of a read ``Run`` that name where it was read (each store numbers its own runs).
+STORE_SPECIFIC = ("sources", "sacred_ids", "artifacts")
+
+
+def _ms(stamp):
+    """A stored time at MongoDB's precision (milliseconds)."""
+    if stamp is None:
+        return None
+    stamp = to_datetime(stamp)
+    return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+
+
+def _comparable(run):
+    """Every field of ``run`` but the store-specific ones, times at millisecond precision."""
+    out = {}
+    for field in dataclasses.fields(run):
+        if field.name in STORE_SPECIFIC:
+            continue
+        value = getattr(run, field.name)
+        if field.name in ("start_time", "stop_time", "heartbeat"):
+            value = _ms(value)
+        elif field.name == "metrics":
+            value = {
+                name: (series.steps, series.values, [_ms(t) for t in series.timestamps])
+                for name, series in value.items()
+            }
+        out[field.name] = value
+    return out
+
+
+def test_a_run_written_to_file_sql_and_mongo_reads_back_equal_from_each(in_tmp):
+    # Three runs through every store: interrupted, resumed to the end, continued with more steps
+    # (so resumed_from, continued_from and start_step hold values too).
+    mongomock.gridfs.enable_gridfs_integration()
+    stores = {
+        "file": f"file://{in_tmp}/fs",
+        "sql": f"sqlite:///{in_tmp}/r.db",
+        "mongo": "mongodb://dbhost:27017/exps",
+    }
+    gin = write_gin(in_tmp / "a.gin", steps=4, ckpt_every=1)
+    observers = list(stores.values())
+    with mongomock.patch(servers=(("dbhost", 27017),)):
+        import pymongo
+
+        outcomes = []
+        for binding in ("train.interrupt_at = 2", "train.interrupt_at = 0", "train.steps = 6"):
+            prior = outcomes[-1].run_uuid if outcomes else None
+            request = RunRequest(
+                gin_files=[] if prior else [gin],
+                gin_bindings=[binding],
+                observers=observers,
+                resume=prior,
+            )
+            outcomes.append(run_tracked(request, backend=fake_backend, report=lambda line: None))
+        client = pymongo.MongoClient("mongodb://dbhost:27017")
+        read = {}
+        for kind, url in stores.items():
+            runs = load_runs(url, mongo_client_factory=lambda _url: client)
+            assert runs.problems == [], kind
+            read[kind] = {run.run_uuid: run for run in runs}
+            for run in runs:  # artifact contents while the in-memory server lives
+                run.artifact_bytes = {n: run.artifacts.read(n) for n in run.artifacts.names}
+        client.close()
+
+    assert [o.status for o in outcomes] == [status.INTERRUPTED, status.COMPLETED, status.COMPLETED]
+    uuids = [o.run_uuid for o in outcomes]
+    for kind, runs in read.items():
+        assert sorted(runs) == sorted(uuids), kind
+    first, resumed, continued = (read["file"][u] for u in uuids)
+    # What was written is what reads back (checked on one store; the others equal it below).
+    assert first.status == status.INTERRUPTED and resumed.resumed_from == first.run_uuid
+    assert resumed.start_step == 2 and resumed.continued_from is None
+    assert continued.continued_from == resumed.run_uuid and continued.start_step == 4
+    assert continued.result == outcomes[2].result == {"mrr@10": 0.56}
+    assert continued.hparams == dict(fake_backend.flat_hyperparameters())
+    assert continued.gin_files == [gin]
+    assert continued.group_table == fake_backend.FakeTable().to_records()
+    points = {n: list(zip(s.steps, s.values, strict=True)) for n, s in continued.metrics.items()}
+    assert points == expected_points(range(5, 7))
+    assert sorted(continued.artifact_bytes) == sorted(schema.keys(ArtifactName))
+    # Every key the writers store is one the schema names.
+    for run_dir in file_runs(in_tmp / "fs"):
+        assert set(json.loads((run_dir / "config.json").read_text())) == set(
+            schema.keys(schema.ConfigKey)
+        )
+        assert set(json.loads((run_dir / "info.json").read_text())) <= set(
+            schema.keys(schema.InfoKey)
+        )
+    for uuid in uuids:
+        file_run = read["file"][uuid]
+        for kind in ("sql", "mongo"):
+            other = read[kind][uuid]
+            assert _comparable(other) == _comparable(file_run), (kind, uuid)
+            assert other.artifact_bytes == file_run.artifact_bytes, (kind, uuid)
+            assert other.sources == [parse_location(stores[kind]).shown]

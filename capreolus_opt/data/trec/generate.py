@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from capreolus_opt.records import exit_codes
+
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     print("\n".join(f"{name}: {path}" for name, path in paths.items()))
-    return 0
+    return exit_codes.OK
 
 
 if __name__ == "__main__":

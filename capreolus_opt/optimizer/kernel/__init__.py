@@ -104,7 +104,7 @@ def build(directory: Path | None = None) -> tuple[Path, bool]:
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             raise KernelBuildError(f"{command[0]}: {error}") from error
-        if done.returncode != 0:
+        if done.returncode:
             lines = [line for line in done.stderr.splitlines() if "error" in line]
             first = lines[0] if lines else (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise KernelBuildError(
