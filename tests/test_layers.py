@@ -126,4 +126,6 @@ if __name__ == "__main__" and "--write" in sys.argv:
     text = DOC.read_text(encoding="utf-8")
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
-    DOC.write_text(f"{head}{BEGIN}\n{render(layers, import_graph())}\n{END}{tail}", encoding="utf-8")
+    DOC.write_text(
+        f"{head}{BEGIN}\n{render(layers, import_graph())}\n{END}{tail}", encoding="utf-8"
+    )

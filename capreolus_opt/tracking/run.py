@@ -152,7 +152,7 @@ def run_tracked(
 
     Args:
         request: what to run.
-        backend: replaces :mod:`capreolus_opt.gin_bindings` (tests use a TensorFlow-free one;
+        backend: replaces :mod:`capreolus_opt.config` (tests use a TensorFlow-free one;
             a search wraps it to see the metrics).
         report: receives notes and warnings meant for the user (one line each), e.g. a workdir
             taken over from a dead run.
@@ -172,7 +172,7 @@ def run_tracked(
     except ValueError as exc:
         raise RunInputError(mask_urls(str(exc))) from None
     try:
-        return _run(request, urls, observers, backend or _gin_bindings(), report)
+        return _run(request, urls, observers, backend or _gin_config(), report)
     finally:
         close_observers(observers)
 
@@ -424,7 +424,7 @@ def _find_prior(ref: str, urls: list[str]) -> Any:
     return prior
 
 
-def _gin_bindings() -> Any:
+def _gin_config() -> Any:
     import importlib
 
-    return importlib.import_module("capreolus_opt.gin_bindings")
+    return importlib.import_module("capreolus_opt.config")
