@@ -59,10 +59,9 @@ class TrialSink:
         final = self._num_steps is not None and step >= self._num_steps
         if not final and self._trial.should_prune():
             self.pruned_at = step
-            run = getattr(self._inner, "_run", None)  # the Sacred run of SacredMetricsSink
-            if run is not None:
-                run.info["stopped_reason"] = "pruned"
-                run.info["pruned_at_step"] = int(step)
+            record_info = getattr(self._inner, "record_info", None)  # SacredMetricsSink's
+            if record_info is not None:
+                record_info(stopped_reason="pruned", pruned_at_step=int(step))
             raise TrialPruned(
                 f"pruned by the study's pruner at step {step} ({self._metric}={value})"
             )

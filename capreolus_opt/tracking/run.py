@@ -363,6 +363,7 @@ def _run_experiment(
     from capreolus_opt.storage import mask_urls
     from capreolus_opt.tracking.experiment import make_experiment
     from capreolus_opt.tracking.observers import incomplete_observers
+    from capreolus_opt.tracking.sacred_private import run_id
 
     for observer in observers:
         if hasattr(observer, "final_wait_s"):
@@ -399,16 +400,12 @@ def _run_experiment(
     current = ex.current_run
     missing = tuple(mask_urls(m) for m in incomplete_observers(current)) if current else ()
     if ended is not None:
-        return dataclasses.replace(ended, incomplete=missing, sacred_id=_sacred_id(current))
+        return dataclasses.replace(ended, incomplete=missing, sacred_id=run_id(current))
     code = exit_codes.STORE_INCOMPLETE if missing else exit_codes.OK
     return RunOutcome(
         run_uuid, status.COMPLETED, code, result=run.result, incomplete=missing,
-        sacred_id=_sacred_id(run),
+        sacred_id=run_id(run),
     )  # fmt: skip
-
-
-def _sacred_id(run: Any) -> Any:
-    return getattr(run, "_id", None) if run is not None else None
 
 
 def _find_prior(ref: str, urls: list[str]) -> Any:
