@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from capreolus_opt import gin_bindings  # noqa: E402
+from capreolus_opt import config as gin_config  # noqa: E402
 from capreolus_opt.training import ListSink  # noqa: E402
 
 QUICKSTART = str(ROOT / "gin_configs" / "quickstart.gin")
@@ -67,12 +67,12 @@ def bindings(variant: str, steps: int | None) -> list[str]:
 
 
 def run_variant(variant: str, steps: int | None, config: str) -> dict:
-    gin_bindings.parse_config([config], bindings(variant, steps))
-    batch = gin_bindings.configured("train.global_batch_size")
+    gin_config.parse_config([config], bindings(variant, steps))
+    batch = gin_config.configured("train.global_batch_size")
     sink = TimedSink()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="device-train-") as workdir:
-        result = gin_bindings.run_training(workdir=workdir, sink=sink)
+        result = gin_config.run_training(workdir=workdir, sink=sink)
     wall = time.perf_counter() - start
     (s0, t0), (s1, t1) = sink.times[0], sink.times[-1]
     return {

@@ -4,7 +4,7 @@
     python benchmarks/tracking_overhead.py --quick        # 100 steps, 2 pairs (a smoke check)
     python benchmarks/tracking_overhead.py --steps 200 --pairs 7
 
-Untracked: ``gin_bindings.run_training`` with no sink (no Sacred at all). Tracked: what
+Untracked: ``gin_config.run_training`` with no sink (no Sacred at all). Tracked: what
 ``capreolus-opt train`` does, recording into a FileStorage folder and a SQLite database (config,
 info, artifacts, every metric point): create the experiment and observers, check them, run, close.
 Each pair runs both in fresh workdirs (otherwise training would resume), alternating which goes
@@ -87,7 +87,7 @@ class TimedSink:
 
 
 class TimedBackend:
-    """``gin_bindings`` with ``run_training`` timed and its sink and ``on_start`` wrapped."""
+    """The config package with ``run_training`` timed and its sink and ``on_start`` wrapped."""
 
     def __init__(self, backend: Any, clock: Clock) -> None:
         self._backend, self._clock = backend, clock
@@ -120,7 +120,7 @@ def main() -> int:
         args.steps, args.pairs = args.steps or 100, 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from capreolus_opt import gin_bindings  # TensorFlow: imported by an untracked run too
+    from capreolus_opt import config as gin_config  # TensorFlow: imported by an untracked run too
 
     import_start = time.perf_counter()
     from capreolus_opt.tracking.experiment import make_experiment  # Sacred (and pandas)
@@ -134,15 +134,15 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="tracking-bench-")
 
     def untracked(i: int, bindings: list[str] = bindings) -> tuple[float, float, None]:
-        gin_bindings.parse_config([args.gin], bindings)
+        gin_config.parse_config([args.gin], bindings)
         start, cpu = time.perf_counter(), time.process_time()
-        gin_bindings.run_training(workdir=f"{tmp}/plain-{i}")
+        gin_config.run_training(workdir=f"{tmp}/plain-{i}")
         return time.perf_counter() - start, time.process_time() - cpu, None
 
     def tracked(i: int, bindings: list[str] = bindings) -> tuple[float, float, Clock]:
         clock = Clock()
         start, cpu = time.perf_counter(), time.process_time()
-        ex = make_experiment(backend=TimedBackend(gin_bindings, clock))
+        ex = make_experiment(backend=TimedBackend(gin_config, clock))
         observers = observers_from_urls([f"file://{tmp}/runs", f"sqlite:///{tmp}/runs.db"])
         for observer in observers:
             kind = type(observer).__name__

@@ -42,7 +42,7 @@ def _import_seconds(repeats: int = 3) -> float:
     """Median time to import what tune adds (Optuna, our search modules) in a process that has
     already imported what a plain train imports (TensorFlow, gin, Sacred, SQLAlchemy), from
     ``python -X importtime`` (precise, unlike the difference of two process start-ups)."""
-    trained = "import capreolus_opt.gin_bindings, capreolus_opt.tracking.experiment"
+    trained = "import capreolus_opt.config, capreolus_opt.tracking.experiment"
     code = f"{trained}; import optuna, capreolus_opt.search.worker, capreolus_opt.search.trial"
     added = ("optuna", "capreolus_opt.search", "capreolus_opt.launchers")
     times = []

@@ -14,20 +14,20 @@ import os
 import keras
 import pytest
 
-from capreolus_opt import gin_bindings
+from capreolus_opt import config as gin_config
 from capreolus_opt.training import preflight
 from tests.cli_helpers import SMOKE, run_cli
 
 
 def _registered_signatures() -> dict[str, inspect.Signature]:
-    import gin
+    from capreolus_opt.config.gin_compat import find_configurable
 
     out = {}
     for selector in ("train", "make_strategy", "AdamMultilr", "lr_group", "RerankingTask",
                      "SyntheticRankingData", "TsvRankingData", "TrecRerankingData",
                      "bert_reranker_builder", "ExponentialDecay", "PolynomialDecay", "CosineDecay",
                      "layerwise_decay_pattern_lrs"):  # fmt: skip
-        fn = gin.config._REGISTRY.get_match(selector).wrapped
+        fn = find_configurable(selector).wrapped
         out[selector] = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn)
     return out
 
@@ -35,10 +35,10 @@ def _registered_signatures() -> dict[str, inspect.Signature]:
 def test_every_value_rule_names_a_factory_parameter_and_every_default_obeys_it():
     signatures = _registered_signatures()
     names = {name for sig in signatures.values() for name in sig.parameters}
-    assert set(gin_bindings.VALUE_RULES) <= names
+    assert set(gin_config.VALUE_RULES) <= names
     for selector, sig in signatures.items():
         for name, param in sig.parameters.items():
-            rule = gin_bindings.VALUE_RULES.get(name)
+            rule = gin_config.VALUE_RULES.get(name)
             if rule is not None and param.default is not inspect.Parameter.empty:
                 assert rule.problem(param.default) is None, (selector, name, param.default)
 
@@ -59,23 +59,23 @@ def test_every_value_rule_names_a_factory_parameter_and_every_default_obeys_it()
     ],
 )
 def test_out_of_range_bindings_are_refused_when_parsed(binding, expected):
-    with pytest.raises(gin_bindings.GinConfigError) as info:
-        gin_bindings.parse_config([SMOKE], [binding])
+    with pytest.raises(gin_config.GinConfigError) as info:
+        gin_config.parse_config([SMOKE], [binding])
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
 
 
 def test_bounds_and_choices_name_what_they_expect():
-    bound = gin_bindings.Bound(0.0, 1.0, high_open=True)
+    bound = gin_config.Bound(0.0, 1.0, high_open=True)
     assert bound.problem(0.0) is None and bound.problem(None) is None
     assert bound.problem(1.0) == "a value >= 0.0 and < 1.0"
     assert bound.problem("text") is None  # types are the annotation's job
-    assert gin_bindings.OneOf(("a", None)).problem("b") == "one of ['a', None]"
+    assert gin_config.OneOf(("a", None)).problem("b") == "one of ['a', None]"
 
 
 def _validate(*bindings: str) -> list[str]:
-    gin_bindings.parse_config([SMOKE], list(bindings))
-    return gin_bindings.validate_inputs()
+    gin_config.parse_config([SMOKE], list(bindings))
+    return gin_config.validate_inputs()
 
 
 def test_the_smoke_config_validates_without_warnings():
@@ -93,7 +93,7 @@ def test_the_smoke_config_validates_without_warnings():
     ],
 )  # fmt: skip
 def test_values_that_need_the_objects_built_are_refused_before_the_run(bindings, expected):
-    with pytest.raises(gin_bindings.GinConfigError) as info:
+    with pytest.raises(gin_config.GinConfigError) as info:
         _validate(*bindings)
     assert expected in str(info.value)
     assert "In call to configurable" not in str(info.value)
@@ -104,7 +104,7 @@ def test_a_schedule_that_turns_negative_after_step_0_is_refused_naming_the_step(
              "schedules.PolynomialDecay.initial_learning_rate = 1e-3",
              "schedules.PolynomialDecay.decay_steps = 4",
              "schedules.PolynomialDecay.end_learning_rate = -1e-3"]  # fmt: skip
-    with pytest.raises(gin_bindings.GinConfigError, match=r"learning_rate \(PolynomialDecay\).*"
+    with pytest.raises(gin_config.GinConfigError, match=r"learning_rate \(PolynomialDecay\).*"
                        r"at step [1-8] it gives -"):  # fmt: skip
         _validate(*decay)
 

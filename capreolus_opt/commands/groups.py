@@ -40,10 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``capreolus-opt groups``; returns the exit code."""
-    from capreolus_opt import gin_bindings
+    from capreolus_opt import config as gin_config
 
     try:
-        gin_bindings.parse_config(args.gin_files, args.gin_param)
+        gin_config.parse_config(args.gin_files, args.gin_param)
         table = build_group_table(strict=args.strict)
     except ValueError as err:
         print(f"capreolus-opt groups: error: {err}", file=sys.stderr)
@@ -57,10 +57,10 @@ def build_group_table(*, strict: bool = False):
 
     Unmatched-pattern warnings are printed to stderr; with ``strict`` they raise ValueError.
     """
-    from capreolus_opt import gin_bindings
+    from capreolus_opt import config as gin_config
 
-    task = gin_bindings.configured("train.task")
-    optimizer = gin_bindings.configured("train.optimizer")
+    task = gin_config.configured("train.task")
+    optimizer = gin_config.configured("train.optimizer")
     if callable(optimizer) and not hasattr(optimizer, "group_table"):
         optimizer = optimizer()
     model = task.build_model()

@@ -107,7 +107,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
 def handle_train(args: argparse.Namespace, backend: Any = None) -> int:
     """Run the training described by ``args``; return the exit code (see module docstring).
 
-    ``backend`` replaces :mod:`capreolus_opt.gin_bindings` (tests use a TensorFlow-free one).
+    ``backend`` replaces :mod:`capreolus_opt.config` (tests use a TensorFlow-free one).
     """
     from capreolus_opt.tracking.run import RunInputError, run_tracked
 

@@ -128,7 +128,7 @@ def _check_against_config(args: argparse.Namespace, spec: Any) -> None:
     from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    backend = importlib.import_module("capreolus_opt.gin_bindings")
+    backend = importlib.import_module("capreolus_opt.config")
     check_search(spec, parse_spaces(spec.spaces), backend, metric=args.launcher != "slurm")
 
 

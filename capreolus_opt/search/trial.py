@@ -60,10 +60,14 @@ class TrialSink:
         final = self._num_steps is not None and step >= self._num_steps
         if not final and self._trial.should_prune():
             self.pruned_at = step
-            run = getattr(self._inner, "_run", None)  # the Sacred run of SacredMetricsSink
-            if run is not None:
-                run.info[InfoKey.STOPPED_REASON] = status.PRUNED_REASON
-                run.info[InfoKey.PRUNED_AT_STEP] = int(step)
+            record_info = getattr(self._inner, "record_info", None)  # SacredMetricsSink's
+            if record_info is not None:
+                record_info(
+                    **{
+                        InfoKey.STOPPED_REASON: status.PRUNED_REASON,
+                        InfoKey.PRUNED_AT_STEP: int(step),
+                    }
+                )
             raise TrialPruned(
                 f"pruned by the study's pruner at step {step} ({self._metric}={value})"
             )

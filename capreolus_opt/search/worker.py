@@ -285,7 +285,7 @@ def run_worker(spec: SearchSpec, backend: Any = None) -> int:
         from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        backend = importlib.import_module("capreolus_opt.gin_bindings")
+        backend = importlib.import_module("capreolus_opt.config")
     stop: list[int] = []
     failed = 0
     # Between trials a signal only stops the loop (a trial's training handles its own).

@@ -95,10 +95,10 @@ def make_experiment(
 
     Args:
         name: experiment name stored with every run.
-        backend: an object with gin_bindings' functions (``parse_config``, ``run_training``,
-            ``flat_hyperparameters``, ``config_text``, ``operative_config_text``); defaults to
-            :mod:`capreolus_opt.gin_bindings`, imported only when a run starts (it imports
-            TensorFlow).
+        backend: an object with :mod:`capreolus_opt.config`'s functions (``parse_config``,
+            ``run_training``, ``flat_hyperparameters``, ``config_text``,
+            ``operative_config_text``); defaults to that package, imported only when a run
+            starts (it imports TensorFlow).
         flush_every_s: how often metrics and a heartbeat are delivered to observers while
             training (the durability bound; recorded as ``info.beat_every_s``).
         parsed: the run's config as :func:`capreolus_opt.tracking.run.parse_run_config` parsed
@@ -113,7 +113,7 @@ def make_experiment(
     def get_backend() -> Any:
         if backend is not None:
             return backend
-        return importlib.import_module("capreolus_opt.gin_bindings")
+        return importlib.import_module("capreolus_opt.config")
 
     @ex.config
     def config():  # Sacred names the entries after these variables: ConfigKey's values

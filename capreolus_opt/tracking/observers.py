@@ -36,6 +36,7 @@ from capreolus_opt.records.schema import (
     RUN_FILE,
     Entry,
 )
+from capreolus_opt.tracking import sacred_private
 
 
 class _OwnIds:
@@ -362,11 +363,13 @@ def incomplete_observers(run: Any) -> list[str]:
     """One message per observer of ``run`` whose record is incomplete (empty when all are).
 
     An observer that raised was dropped by Sacred for the rest of the run
-    (``run._failed_observers``); ours never raise after the start and answer :meth:`missing`.
+    (:func:`~capreolus_opt.tracking.sacred_private.failed_observers`); ours never raise after the
+    start and answer :meth:`missing`.
     """
     messages = []
+    dropped = sacred_private.failed_observers(run)
     for observer in run.observers:
-        if observer in run._failed_observers:
+        if observer in dropped:
             messages.append(
                 f"observer {observer!r} failed during the run and was dropped by Sacred: its "
                 "record misses every event after the failure (see the warning above)"

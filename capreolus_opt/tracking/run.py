@@ -153,7 +153,7 @@ def run_tracked(
 
     Args:
         request: what to run.
-        backend: replaces :mod:`capreolus_opt.gin_bindings` (tests use a TensorFlow-free one;
+        backend: replaces :mod:`capreolus_opt.config` (tests use a TensorFlow-free one;
             a search wraps it to see the metrics).
         report: receives notes and warnings meant for the user (one line each), e.g. a workdir
             taken over from a dead run.
@@ -173,7 +173,7 @@ def run_tracked(
     except ValueError as exc:
         raise RunInputError(mask_urls(str(exc))) from None
     try:
-        return _run(request, urls, observers, backend or _gin_bindings(), report)
+        return _run(request, urls, observers, backend or _gin_config(), report)
     finally:
         close_observers(observers)
 
@@ -365,6 +365,7 @@ def _run_experiment(
     from capreolus_opt.storage import mask_urls
     from capreolus_opt.tracking.experiment import make_experiment
     from capreolus_opt.tracking.observers import incomplete_observers
+    from capreolus_opt.tracking.sacred_private import run_id
 
     for observer in observers:
         if hasattr(observer, "final_wait_s"):
@@ -401,16 +402,12 @@ def _run_experiment(
     current = ex.current_run
     missing = tuple(mask_urls(m) for m in incomplete_observers(current)) if current else ()
     if ended is not None:
-        return dataclasses.replace(ended, incomplete=missing, sacred_id=_sacred_id(current))
+        return dataclasses.replace(ended, incomplete=missing, sacred_id=run_id(current))
     code = exit_codes.STORE_INCOMPLETE if missing else exit_codes.OK
     return RunOutcome(
         run_uuid, status.COMPLETED, code, result=run.result, incomplete=missing,
-        sacred_id=_sacred_id(run),
+        sacred_id=run_id(run),
     )  # fmt: skip
-
-
-def _sacred_id(run: Any) -> Any:
-    return getattr(run, "_id", None) if run is not None else None
 
 
 def _find_prior(ref: str, urls: list[str]) -> Any:
@@ -426,7 +423,7 @@ def _find_prior(ref: str, urls: list[str]) -> Any:
     return prior
 
 
-def _gin_bindings() -> Any:
+def _gin_config() -> Any:
     import importlib
 
-    return importlib.import_module("capreolus_opt.gin_bindings")
+    return importlib.import_module("capreolus_opt.config")

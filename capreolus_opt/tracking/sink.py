@@ -45,34 +45,9 @@ from typing import Any
 
 from sacred.metrics_logger import linearize_metrics
 
+from capreolus_opt.tracking import sacred_private
+
 DEFAULT_BEAT_S = 3.0
-
-
-def _stop_sacred_heartbeat(run: Any) -> None:
-    timer = run._heartbeat
-    if timer is not None:
-        # Stop Sacred's IntervalTimer without the beat it makes on stopping (it would write the
-        # info and output that the on_start beat writes a moment later anyway).
-        timer.func = _no_beat
-        run._stop_heartbeat()
-
-
-def _no_beat() -> None:
-    return None
-
-
-def _no_completed_for_dropped_observers(run: Any) -> None:
-    """Sacred sends ``completed_event`` even to an observer it dropped after an error, whose
-    record then says COMPLETED while it lacks everything since: skip those (they stay RUNNING,
-    shown as DIED once stale, and ``train`` exits 3 naming them)."""
-    final_call = run._final_call
-
-    def guarded(observer: Any, method: str, **kwargs: Any) -> None:
-        if method == "completed_event" and observer in run._failed_observers:
-            return
-        final_call(observer, method, **kwargs)
-
-    run._final_call = guarded
 
 
 class SacredMetricsSink:
@@ -108,14 +83,15 @@ class SacredMetricsSink:
         self._lock = threading.RLock()
         self.points_logged: Counter[str] = Counter()
         self._last_beat = clock()
-        _stop_sacred_heartbeat(run)
-        _no_completed_for_dropped_observers(run)
+        sacred_private.stop_sacred_heartbeat(run)
+        # An observer Sacred dropped keeps its record RUNNING (shown as DIED once stale), and
+        # `train` exits 3 naming it, instead of a COMPLETED record that lacks the rest.
+        sacred_private.skip_completed_for_failed_observers(run)
         stop = threading.Event()
         thread = threading.Thread(
             target=self._beat_until, args=(stop,), name="capreolus-heartbeat", daemon=True
         )
-        # Sacred's Run._stop_heartbeat() sets this event and joins this thread (for 2 s).
-        run._stop_heartbeat_event, run._heartbeat = stop, thread
+        sacred_private.use_heartbeat_thread(run, thread, stop)
         thread.start()
 
     def _beat_until(self, stop: threading.Event) -> None:
@@ -123,7 +99,7 @@ class SacredMetricsSink:
         while not stop.wait(wait):
             self.beat_if_due()
         with self._lock:
-            self._run._emit_heartbeat()  # Sacred's final beat: final info and output
+            sacred_private.emit_heartbeat(self._run)  # Sacred's final beat: info and output
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Queue one point per metric at ``step`` (the beat thread delivers it)."""
@@ -131,6 +107,10 @@ class SacredMetricsSink:
         for name, value in metrics.items():
             self._run.log_scalar(name, float(value), step)
             self.points_logged[name] += 1
+
+    def record_info(self, **values: Any) -> None:
+        """Add ``values`` to the run's info (delivered with the next beat, or the final one)."""
+        self._run.info.update(values)
 
     def beat_if_due(self) -> None:
         """Beat if ``flush_every_s`` has passed since the last beat (what the beat thread does
@@ -146,7 +126,7 @@ class SacredMetricsSink:
         raises is reported by Sacred (a warning naming it) and skipped from then on.
         """
         with self._lock:
-            self._run._emit_heartbeat()
+            sacred_private.emit_heartbeat(self._run)
             self._last_beat = self._clock()
 
     def flush(self) -> None:
@@ -157,14 +137,15 @@ class SacredMetricsSink:
         """
         with self._lock:
             run = self._run
-            points = run._metrics.get_last_metrics()
+            points = sacred_private.queued_metrics(run)
             if points:
                 metrics_by_name = linearize_metrics(points)
                 for observer in run.observers:
-                    run._safe_call(
-                        observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
+                    sacred_private.call_observer(
+                        run, observer, "log_metrics", metrics_by_name=metrics_by_name, info=run.info
                     )
+            dropped = sacred_private.failed_observers(run)
             for observer in run.observers:  # observers that batch their writes write them now
-                if hasattr(observer, "flush") and observer not in run._failed_observers:
-                    run._safe_call(observer, "flush")
+                if hasattr(observer, "flush") and observer not in dropped:
+                    sacred_private.call_observer(run, observer, "flush")
         # The beat clock is not reset: info, output and heartbeat time keep their cadence.

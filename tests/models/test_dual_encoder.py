@@ -210,12 +210,12 @@ _NO_DECAY = re.compile(r"(_norm/(gamma|beta)|/bias)$")
 
 @pytest.mark.parametrize("config", ["trec_bert_reranker.gin", "trec_dual_reranker.gin"])
 def test_config_groups_skip_weight_decay_on_layer_norm_and_biases(config):
-    from capreolus_opt import gin_bindings
+    from capreolus_opt import config as gin_config
 
-    gin_bindings.parse_config([str(ROOT / "gin_configs" / config)], ['BERT_PRESET = "unused"'])
-    groups = gin_bindings.configured("AdamMultilr.pattern_lrs")
-    schedule = gin_bindings.configured("AdamMultilr.learning_rate")
-    weight_decay = gin_bindings.configured("AdamMultilr.weight_decay")
+    gin_config.parse_config([str(ROOT / "gin_configs" / config)], ['BERT_PRESET = "unused"'])
+    groups = gin_config.configured("AdamMultilr.pattern_lrs")
+    schedule = gin_config.configured("AdamMultilr.learning_rate")
+    weight_decay = gin_config.configured("AdamMultilr.weight_decay")
     assert weight_decay > 0 and isinstance(schedule, LinearWarmupDecay)
     keras.utils.set_random_seed(0)
     if "dual" in config:

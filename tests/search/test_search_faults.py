@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from capreolus_opt import gin_bindings, load_runs
+from capreolus_opt import config as gin_config
+from capreolus_opt import load_runs
 from capreolus_opt.search import worker
 from capreolus_opt.search.check import check_search
 from capreolus_opt.search.space import parse_spaces
@@ -23,7 +24,7 @@ from tests.search.search_helpers import cli_env, scratch_configs, study_trials
 
 def _check(config: str, *spaces: str, metric: str = "eval/ndcg@10") -> None:
     spec = SimpleNamespace(config=[config], gin_param=[], metric=metric)
-    check_search(spec, parse_spaces(list(spaces)), gin_bindings, metric=True)
+    check_search(spec, parse_spaces(list(spaces)), gin_config, metric=True)
 
 
 @pytest.mark.parametrize(

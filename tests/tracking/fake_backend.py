@@ -1,4 +1,4 @@
-"""A tiny stand-in for gin_bindings' functions (no TensorFlow), for fast tracking tests.
+"""A tiny stand-in for capreolus_opt.config's functions (no TensorFlow), for fast tracking tests.
 
 Config files hold ``name = value`` lines (JSON values). Training: ``train.steps`` steps; the loss at
 step ``s`` is ``1 / s``; a checkpoint (``ckpt.json``: last step) is written every

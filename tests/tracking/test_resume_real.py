@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from capreolus_opt import gin_bindings
+from capreolus_opt import config as gin_config
 from capreolus_opt.tracking.experiment import SMOKE_GIN
 from tests.tracking.tracking_helpers import file_metrics, file_runs, train
 
@@ -43,24 +43,24 @@ class _SignalAfter:
 def _sigterm_backend():
     def run_training(*, workdir, sink=None, on_start=None):
         wrapped = _SignalAfter(sink, SIGNAL_AFTER_STEP)
-        return gin_bindings.run_training(workdir=workdir, sink=wrapped, on_start=on_start)
+        return gin_config.run_training(workdir=workdir, sink=wrapped, on_start=on_start)
 
     fns = ("parse_config", "flat_hyperparameters", "config_text", "operative_config_text")
     return types.SimpleNamespace(
-        run_training=run_training, **{f: getattr(gin_bindings, f) for f in fns}
+        run_training=run_training, **{f: getattr(gin_config, f) for f in fns}
     )
 
 
 @pytest.mark.slow
 def test_sigterm_then_resume_equals_uninterrupted(in_tmp, capsys):
-    assert train([SMOKE_GIN, *ARGS, "--observer", "file://full"], backend=gin_bindings) == 0
+    assert train([SMOKE_GIN, *ARGS, "--observer", "file://full"], backend=gin_config) == 0
     code = train([SMOKE_GIN, *ARGS, "--observer", "file://cut"], backend=_sigterm_backend())
     assert code == 130
     (cut_dir,) = file_runs(in_tmp / "cut")
     assert json.loads((cut_dir / "run.json").read_text())["status"] == "INTERRUPTED"
     cut = file_metrics(cut_dir)
     assert max(s for s, _ in cut["train/loss"]) == SIGNAL_AFTER_STEP  # flushed up to the signal
-    assert train(["--resume", str(cut_dir), "--observer", "file://cut"], backend=gin_bindings) == 0
+    assert train(["--resume", str(cut_dir), "--observer", "file://cut"], backend=gin_config) == 0
     resumed_dir = file_runs(in_tmp / "cut")[1]
     info = json.loads((resumed_dir / "info.json").read_text())
     assert info["resumed_from"] == json.loads((cut_dir / "info.json").read_text())["run_uuid"]

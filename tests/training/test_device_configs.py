@@ -10,7 +10,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from capreolus_opt import gin_bindings
+from capreolus_opt import config as gin_config
 from capreolus_opt.training import make_strategy
 from tests.cli_helpers import ROOT
 
@@ -27,11 +27,11 @@ STRATEGY = ROOT / "gin_configs" / "strategy"
     ],
 )
 def test_strategy_configs_parse_with_quickstart(name: str, expected: dict) -> None:
-    gin_bindings.parse_config([QUICKSTART, str(STRATEGY / name)], [])
+    gin_config.parse_config([QUICKSTART, str(STRATEGY / name)], [])
     found = {
-        "kind": gin_bindings.configured("make_strategy.kind"),
-        "mixed_precision": dict(gin_bindings.flat_hyperparameters())["train.mixed_precision"],
-        "jit_compile": dict(gin_bindings.flat_hyperparameters())["train.jit_compile"],
+        "kind": gin_config.configured("make_strategy.kind"),
+        "mixed_precision": dict(gin_config.flat_hyperparameters())["train.mixed_precision"],
+        "jit_compile": dict(gin_config.flat_hyperparameters())["train.jit_compile"],
     }
     assert found == expected
 

@@ -1,10 +1,11 @@
-"""Gin input errors through the real CLI: exit 2, one message naming the binding, no record."""
+"""Gin input errors: includes resolved beside their file, include cycles refused, and through
+the real CLI exit 2 with one message naming the binding and no record."""
 
 from __future__ import annotations
 
 import pytest
 
-from capreolus_opt import gin_bindings
+from capreolus_opt import config as gin_config
 from tests.cli_helpers import SMOKE, run_cli
 
 
@@ -41,34 +42,21 @@ def test_including_a_shipped_config_by_absolute_path_follows_its_own_includes(tm
     # smoke.gin itself includes 'quickstart.gin' by a relative name.
     user = tmp_path / "mine.gin"
     user.write_text(f"include '{SMOKE}'\ntrain.num_steps = 2\n")
-    gin_bindings.parse_config([str(user)], [])
-    assert gin_bindings.configured("train.num_steps") == 2
-    assert "Path not found" not in gin_bindings.config_text()
-
-
-def test_parsing_the_same_inputs_twice_parses_once(monkeypatch):
-    calls = []
-    real = gin_bindings.gin.parse_config_file
-    monkeypatch.setattr(
-        gin_bindings.gin, "parse_config_file", lambda *a, **k: calls.append(a) or real(*a, **k)
-    )
-    gin_bindings.parse_config([SMOKE], ["train.num_steps = 3"])
-    gin_bindings.parse_config([SMOKE], ["train.num_steps = 3"])
-    assert len(calls) == 1
-    gin_bindings.parse_config([SMOKE], ["train.num_steps = 4"])  # other inputs: parsed again
-    assert len(calls) == 2 and gin_bindings.configured("train.num_steps") == 4
+    gin_config.parse_config([str(user)], [])
+    assert gin_config.configured("train.num_steps") == 2
+    assert "Path not found" not in gin_config.config_text()
 
 
 def test_a_file_including_itself_is_one_error_naming_the_cycle(tmp_path):
     own = tmp_path / "own.gin"
     own.write_text("include 'own.gin'\ntrain.num_steps = 2\n")
-    with pytest.raises(gin_bindings.GinConfigError, match="own.gin' includes itself") as info:
-        gin_bindings.parse_config([str(own)], [])
+    with pytest.raises(gin_config.GinConfigError, match="own.gin' includes itself") as info:
+        gin_config.parse_config([str(own)], [])
     assert f"({own} -> {own})" in str(info.value)
     (tmp_path / "a.gin").write_text("include 'b.gin'\n")
     (tmp_path / "b.gin").write_text(f"include '{SMOKE}'\ninclude 'a.gin'\n")
-    with pytest.raises(gin_bindings.GinConfigError, match="a.gin -> .*b.gin -> .*a.gin"):
-        gin_bindings.parse_config([str(tmp_path / "a.gin")], [])
+    with pytest.raises(gin_config.GinConfigError, match="a.gin -> .*b.gin -> .*a.gin"):
+        gin_config.parse_config([str(tmp_path / "a.gin")], [])
 
 
 def test_a_diamond_of_includes_is_not_a_cycle(tmp_path):
@@ -76,8 +64,8 @@ def test_a_diamond_of_includes_is_not_a_cycle(tmp_path):
     (tmp_path / "b.gin").write_text("include 'd.gin'\n")
     (tmp_path / "c.gin").write_text("include 'd.gin'\n")
     (tmp_path / "a.gin").write_text("include 'b.gin'\ninclude 'c.gin'\ntrain.num_steps = 3\n")
-    gin_bindings.parse_config([str(tmp_path / "a.gin")], [])
-    assert gin_bindings.configured("train.num_steps") == 3
+    gin_config.parse_config([str(tmp_path / "a.gin")], [])
+    assert gin_config.configured("train.num_steps") == 3
 
 
 @pytest.mark.slow

@@ -8,31 +8,33 @@ import json
 import keras
 import pytest
 
-from capreolus_opt import AdamMultilr, gin_bindings, load_runs
+from capreolus_opt import AdamMultilr, load_runs
+from capreolus_opt import config as gin_config
 from capreolus_opt.commands.groups import build_group_table
+from capreolus_opt.config import registry
 from tests.cli_helpers import ROOT, SMOKE, run_cli
 
 
 def test_misspelt_binding_fails_at_parse_time_naming_it():
-    with pytest.raises(gin_bindings.GinConfigError, match="learnig_rate"):
-        gin_bindings.parse_config([SMOKE], ["AdamMultilr.learnig_rate = 1e-3"])
+    with pytest.raises(gin_config.GinConfigError, match="learnig_rate"):
+        gin_config.parse_config([SMOKE], ["AdamMultilr.learnig_rate = 1e-3"])
 
 
 def test_missing_gin_file_is_named():
-    with pytest.raises(gin_bindings.GinConfigError, match="nope.gin"):
-        gin_bindings.parse_config(["nope.gin"], [])
+    with pytest.raises(gin_config.GinConfigError, match="nope.gin"):
+        gin_config.parse_config(["nope.gin"], [])
 
 
 def test_includes_resolve_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    gin_bindings.parse_config([SMOKE], [])
-    assert gin_bindings.configured("train.num_steps") == 8
-    assert gin_bindings.configured("AdamMultilr.learning_rate") == 2e-3  # from quickstart.gin
+    gin_config.parse_config([SMOKE], [])
+    assert gin_config.configured("train.num_steps") == 8
+    assert gin_config.configured("AdamMultilr.learning_rate") == 2e-3  # from quickstart.gin
 
 
 def test_flat_hyperparameters_have_bindings_defaults_and_flattened_groups():
-    gin_bindings.parse_config([SMOKE], ["LR = 5e-4", "AdamMultilr.learning_rate = %LR"])
-    flat = dict(gin_bindings.flat_hyperparameters())
+    gin_config.parse_config([SMOKE], ["LR = 5e-4", "AdamMultilr.learning_rate = %LR"])
+    flat = dict(gin_config.flat_hyperparameters())
     assert flat["AdamMultilr.learning_rate"] == 5e-4  # macro resolved
     assert flat["AdamMultilr.beta_2"] == 0.999  # signature default, never bound
     assert flat["AdamMultilr.pattern_lrs"] == "[@embedding/lr_group(), @encoder/lr_group()]"
@@ -45,7 +47,7 @@ def test_flat_hyperparameters_have_bindings_defaults_and_flattened_groups():
 
 
 def test_group_table_of_the_smoke_config_covers_every_variable():
-    gin_bindings.parse_config([SMOKE], [])
+    gin_config.parse_config([SMOKE], [])
     table = build_group_table()
     groups = {row.group for row in table.rows}
     assert groups == {"embedding", "encoder", "default"}
@@ -111,7 +113,7 @@ def test_gin_factory_signature_matches_the_constructor():
     # **kwargs. The factory must offer every one, with the same default (it once lost `fused`).
     expected = {**_named_parameters(keras.optimizers.Adam.__init__)}
     expected.update(_named_parameters(AdamMultilr.__init__))
-    assert _named_parameters(gin_bindings.adam_multilr) == expected
+    assert _named_parameters(registry.adam_multilr) == expected
 
 
 def _as_gin(value) -> str:
@@ -121,29 +123,29 @@ def _as_gin(value) -> str:
 
 
 def test_every_recorded_name_can_be_bound_back():
-    gin_bindings.parse_config([SMOKE], [])
-    recorded = gin_bindings.flat_hyperparameters()
+    gin_config.parse_config([SMOKE], [])
+    recorded = gin_config.flat_hyperparameters()
     bindings = [f"{name} = {_as_gin(value)}" for name, value in recorded]
-    gin_bindings.parse_config([SMOKE], bindings)  # every name parses as a binding
-    assert gin_bindings.flat_hyperparameters() == recorded
+    gin_config.parse_config([SMOKE], bindings)  # every name parses as a binding
+    assert gin_config.flat_hyperparameters() == recorded
 
 
 def test_a_literal_group_list_is_recorded_whole_as_gin_text():
     groups = '[{"name": "enc", "patterns": ["^encoder/"], "lr": 1e-4}, ("^head/", 0.5)]'
-    gin_bindings.parse_config([SMOKE], [f"AdamMultilr.pattern_lrs = {groups}"])
-    flat = dict(gin_bindings.flat_hyperparameters())
+    gin_config.parse_config([SMOKE], [f"AdamMultilr.pattern_lrs = {groups}"])
+    flat = dict(gin_config.flat_hyperparameters())
     text = flat["AdamMultilr.pattern_lrs"]
     assert text == "[{'name': 'enc', 'patterns': ['^encoder/'], 'lr': 0.0001}, ('^head/', 0.5)]"
     assert not [name for name in flat if name.startswith("AdamMultilr.pattern_lrs[")]
-    gin_bindings.parse_config([SMOKE], [f"AdamMultilr.pattern_lrs = {text}"])
-    assert dict(gin_bindings.flat_hyperparameters())["AdamMultilr.pattern_lrs"] == text
+    gin_config.parse_config([SMOKE], [f"AdamMultilr.pattern_lrs = {text}"])
+    assert dict(gin_config.flat_hyperparameters())["AdamMultilr.pattern_lrs"] == text
 
 
 def test_lr_group_needs_a_scope_naming_the_group():
     unscoped = ["AdamMultilr.pattern_lrs = [@lr_group()]", "lr_group.patterns = ['x']"]
-    gin_bindings.parse_config([SMOKE], unscoped)
+    gin_config.parse_config([SMOKE], unscoped)
     with pytest.raises(ValueError, match=r"scope naming the group, e\.g\. .*@encoder/lr_group"):
-        gin_bindings.configured("train.optimizer")()
+        gin_config.configured("train.optimizer")()
 
 
 def test_lr_group_passes_multipliers_and_is_validated_by_the_optimizer():
@@ -153,18 +155,18 @@ def test_lr_group_passes_multipliers_and_is_validated_by_the_optimizer():
         "encoder/lr_group.lr_mult = 0.25",
         "encoder/lr_group.wd_mult = 0.0",
     ]
-    gin_bindings.parse_config([SMOKE], bindings)
-    opt = gin_bindings.configured("train.optimizer")()
+    gin_config.parse_config([SMOKE], bindings)
+    opt = gin_config.configured("train.optimizer")()
     assert opt.group_names == ["embedding", "encoder", "default"]
     assert opt._group_specs[1].lr_mult == 0.25 and opt._group_specs[1].wd_mult == 0.0
     scheduled = ["encoder/lr_group.unfreeze_at = 'manual'", "embedding/lr_group.unfreeze_at = 5"]
-    gin_bindings.parse_config([SMOKE], scheduled + ["embedding/lr_group.unfreeze_warmup = 2"])
+    gin_config.parse_config([SMOKE], scheduled + ["embedding/lr_group.unfreeze_warmup = 2"])
     rows = {row.group: row for row in build_group_table()}
     assert rows["encoder"].unfreeze_at == "manual" and rows["embedding"].unfreeze_at == 5
-    assert gin_bindings.configured("train.optimizer")()._group_specs[0].unfreeze_warmup == 2
-    gin_bindings.parse_config([SMOKE], ["encoder/lr_group.lr_mult = 0.25"])  # lr is set too
+    assert gin_config.configured("train.optimizer")()._group_specs[0].unfreeze_warmup == 2
+    gin_config.parse_config([SMOKE], ["encoder/lr_group.lr_mult = 0.25"])  # lr is set too
     with pytest.raises(ValueError, match=r"pattern_lrs\[1\].*exactly one of the keys 'lr'"):
-        gin_bindings.configured("train.optimizer")()
+        gin_config.configured("train.optimizer")()
 
 
 @pytest.mark.slow

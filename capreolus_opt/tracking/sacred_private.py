@@ -1,0 +1,135 @@
+"""Every private name of Sacred 0.8.7 that capreolus_opt reads or replaces, behind functions.
+
+Sacred has no public API to take over a run's heartbeat (the metrics sink beats on its own
+thread, at its own interval), to deliver queued metrics between beats, to see which observers it
+dropped after an error, or to read the id the highest-priority observer gave the run. The
+functions here do it on ``sacred.run.Run``'s private attributes; the SQL observer
+(``sql_observer.py``) overrides the private hook :data:`SQL_OBSERVER_HOOKS` names. When Sacred is
+upgraded, this module and ``tests/tracking/test_sacred_private.py`` are where it breaks. (The
+``pkg_resources`` stand-in Sacred imports is :mod:`capreolus_opt.tracking.sacred_compat`.)
+
+Version policy, checked on import: a private method or hook missing raises ``ImportError``
+naming it and the tested version; a different version with them present warns once
+(``RuntimeWarning``, one line) and runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from sacred.observers import SqlObserver
+from sacred.run import Run
+
+#: The Sacred version these names are tested with (pinned in pyproject.toml).
+TESTED_VERSION = "0.8.7"
+
+#: Private methods of ``sacred.run.Run`` called or replaced here.
+RUN_METHODS = ("_stop_heartbeat", "_emit_heartbeat", "_final_call", "_safe_call")
+
+#: Private attributes a ``Run`` sets in its constructor (``_heartbeat`` and
+#: ``_stop_heartbeat_event`` once started), read or replaced here.
+RUN_ATTRIBUTES = ("_id", "_heartbeat", "_stop_heartbeat_event", "_failed_observers", "_metrics")
+
+#: Private methods of ``SqlObserver`` that our subclass overrides: ``started_event`` and
+#: ``queued_event`` call them.
+SQL_OBSERVER_HOOKS = ("_add_event",)
+
+
+def check_version() -> str | None:
+    """Check the installed Sacred against :data:`TESTED_VERSION`.
+
+    Returns:
+        The one-line warning for an untested version whose private methods are all present
+        (None for the tested version).
+
+    Raises:
+        ImportError: a method of :data:`RUN_METHODS` or :data:`SQL_OBSERVER_HOOKS` is missing.
+    """
+    try:
+        installed = metadata.version("sacred")
+    except metadata.PackageNotFoundError:
+        installed = "unknown"
+    missing = [f"Run.{name}" for name in RUN_METHODS if not hasattr(Run, name)]
+    missing += [f"SqlObserver.{n}" for n in SQL_OBSERVER_HOOKS if not hasattr(SqlObserver, n)]
+    if missing:
+        raise ImportError(
+            f"sacred {installed} lacks {', '.join(missing)}, which capreolus_opt uses (tested "
+            f"with sacred {TESTED_VERSION}): pip install 'sacred=={TESTED_VERSION}'"
+        )
+    if installed == TESTED_VERSION:
+        return None
+    return (
+        f"sacred {installed} is installed; capreolus_opt is tested with {TESTED_VERSION} "
+        f"(pip install 'sacred=={TESTED_VERSION}' if recording a run misbehaves)"
+    )
+
+
+def _warn_if_untested() -> None:
+    message = check_version()
+    if message is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+_warn_if_untested()
+
+
+def run_id(run: Any) -> Any:
+    """The id the highest-priority observer gave ``run`` (None before it started, or no run)."""
+    return getattr(run, "_id", None) if run is not None else None
+
+
+def failed_observers(run: Any) -> list:
+    """The observers Sacred dropped for the rest of ``run`` after one raised."""
+    return run._failed_observers
+
+
+def stop_sacred_heartbeat(run: Any) -> None:
+    """Stop Sacred's own heartbeat timer of a started ``run``, without the beat it makes on
+    stopping (a beat from the caller follows)."""
+    timer = run._heartbeat
+    if timer is not None:
+        timer.func = _no_beat
+        run._stop_heartbeat()
+
+
+def _no_beat() -> None:
+    return None
+
+
+def use_heartbeat_thread(run: Any, thread: threading.Thread, stop: threading.Event) -> None:
+    """Make ``thread`` the run's heartbeat: when the run stops, Sacred sets ``stop`` and joins
+    ``thread`` (for up to 2 s) where it would stop its own timer."""
+    run._stop_heartbeat_event, run._heartbeat = stop, thread
+
+
+def emit_heartbeat(run: Any) -> None:
+    """Sacred's beat: deliver the queued metrics, the run info and the captured output now."""
+    run._emit_heartbeat()
+
+
+def queued_metrics(run: Any) -> list:
+    """Take the metric points logged since the last delivery (a list; empty when none)."""
+    return run._metrics.get_last_metrics()
+
+
+def call_observer(run: Any, observer: Any, method: str, **kwargs: Any) -> None:
+    """Call ``observer.method(**kwargs)`` as Sacred does: an observer that raises is reported
+    and dropped for the rest of the run."""
+    run._safe_call(observer, method, **kwargs)
+
+
+def skip_completed_for_failed_observers(run: Any) -> None:
+    """Sacred sends ``completed_event`` even to an observer it dropped after an error, whose
+    record then says COMPLETED while it lacks everything since: skip those."""
+    final_call: Callable[..., None] = run._final_call
+
+    def guarded(observer: Any, method: str, **kwargs: Any) -> None:
+        if method == "completed_event" and observer in run._failed_observers:
+            return
+        final_call(observer, method, **kwargs)
+
+    run._final_call = guarded
