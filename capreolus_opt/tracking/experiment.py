@@ -31,6 +31,7 @@ from typing import Any
 from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
+from capreolus_opt.storage.workdir_layout import Workdir
 from capreolus_opt.tracking.redact import REDACTOR
 from capreolus_opt.tracking.sink import DEFAULT_BEAT_S, SacredMetricsSink
 
@@ -169,7 +170,7 @@ def _train_recorded(
     info/artifacts/result."""
     info = run.info
     info.setdefault("run_uuid", uuid.uuid4().hex)
-    info["workdir"] = os.path.abspath(workdir or os.path.join("workdirs", info["run_uuid"]))
+    info["workdir"] = os.path.abspath(workdir or Workdir.for_run("", info["run_uuid"]).root)
     info["versions"] = package_versions()
     info["beat_every_s"] = flush_every_s  # readers judge a silent heartbeat by it (DIED)
     info["gin_config"] = parsed.config_text

@@ -337,11 +337,12 @@ def _one_line(exc: BaseException) -> str:
 
 def _claim_workdir(workdir: str, info: dict[str, Any], report: Callable[[str], None]) -> Any:
     """Claim the workdir the run will train in (the experiment's default when none is given)."""
+    from capreolus_opt.storage.workdir_layout import Workdir
     from capreolus_opt.tracking.workdir import claim, is_chief_process
 
     if not is_chief_process():
         return None
-    path = workdir or os.path.join("workdirs", info["run_uuid"])
+    path = workdir or Workdir.for_run("", info["run_uuid"]).root
     held = claim(path, run_uuid=info["run_uuid"], resumes=info.get("resumed_from"))
     if held.took_over:
         report(f"note: workdir {held.path}: {held.took_over}; continuing it.")

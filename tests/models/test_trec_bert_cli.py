@@ -53,6 +53,8 @@ def test_bert_over_trec_files_trains_saves_whole_and_reranks_identically(tmp_pat
     assert 0.0 <= best["interpolation_weight"] <= 1.0
     spec = json.loads((tmp_path / "w" / "best" / "reranker.json").read_text())
     assert spec["builder"] == "keras" and (tmp_path / "w" / "best" / "model.keras").is_file()
+    # Saved whole, the model is the best folder's only copy of its weights.
+    assert not list((tmp_path / "w").glob("best*/*.npz"))
 
     # The preset folder is gone: rerank needs only the workdir (vocabulary inside the model).
     shutil.rmtree(preset)
