@@ -76,6 +76,6 @@ def test_bert_over_trec_files_trains_saves_whole_and_reranks_identically(tmp_pat
 @pytest.mark.slow
 def test_trec_bert_config_names_the_missing_preset():
     proc = run_cli("groups", SMOKE)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "is %gin.REQUIRED and no file or --gin_param gives it a value" in proc.stderr
     assert "preset is %gin.REQUIRED" in proc.stderr and "Traceback" not in proc.stderr
