@@ -391,10 +391,12 @@ def _run_experiment(
         )  # fmt: skip
         if reason:
             return ended
-    except Exception:
+    except Exception as exc:
+        full = _disk_full(exc)
         ended = RunOutcome(
-            run_uuid, status.FAILED, exit_codes.FAILED, message=mask_urls(traceback.format_exc())
-        )
+            run_uuid, status.FAILED, exit_codes.STORE_INCOMPLETE if full else exit_codes.FAILED,
+            message=mask_urls(full or traceback.format_exc()),
+        )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     current = ex.current_run
@@ -406,6 +408,17 @@ def _run_experiment(
         run_uuid, status.COMPLETED, code, result=run.result, incomplete=missing,
         sacred_id=_sacred_id(run),
     )  # fmt: skip
+
+
+def _disk_full(exc: BaseException | None) -> str:
+    """One line when ``exc`` or an error behind it is a full disk or quota, else ``""``."""
+    import errno
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"disk full: {_one_line(exc)}"
+        exc = exc.__cause__ or exc.__context__
+    return ""
 
 
 def _sacred_id(run: Any) -> Any:
