@@ -97,12 +97,27 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _bert_bindings(tmp_path) -> list[str]:
+    """A tiny preset over the smoke collection's words (its best model is saved whole)."""
+    pytest.importorskip("keras_hub")
+    pytest.importorskip("tokenizers")
+    from capreolus_opt.data.trec.formats import iter_collection
+    from tests.bert_presets import make_tiny_preset
+
+    collection = tmp_path / "gin_configs" / "data" / "trec_smoke" / "collection.tsv"
+    words = sorted({w for _, _, text in iter_collection(str(collection)) for w in text.split()})
+    preset = make_tiny_preset(tmp_path / "preset", max_sequence_length=32, words=words[:300])
+    return ["--gin_param", f'BERT_PRESET = "{preset}"']
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("signal_name", "code", "status"), [
-    ("SIGKILL", -9, "RUNNING"), ("SIGTERM", 130, "INTERRUPTED"),
+@pytest.mark.parametrize(("config", "signal_name", "code", "status"), [
+    ("trec_reranker_smoke.gin", "SIGKILL", -9, "RUNNING"),
+    ("trec_reranker_smoke.gin", "SIGTERM", 130, "INTERRUPTED"),
+    ("trec_bert_reranker_smoke.gin", "SIGKILL", -9, "RUNNING"),
 ])  # fmt: skip
 def test_a_kill_while_the_test_split_is_scored_then_resume_scores_it(
-    tmp_path, monkeypatch, signal_name, code, status
+    tmp_path, monkeypatch, config, signal_name, code, status
 ):
     import os
     import shutil
@@ -120,8 +135,9 @@ def test_a_kill_while_the_test_split_is_scored_then_resume_scores_it(
     driver = tmp_path / "killed_while_scoring_test.py"
     driver.write_text(_KILLED_WHILE_SCORING_TEST.format(root=str(ROOT), signal=signal_name))
     runs = tmp_path / "runs"
+    bindings = _bert_bindings(tmp_path) if "bert" in config else []
     first = subprocess.run(
-        [sys.executable, str(driver), "train", "gin_configs/trec_reranker_smoke.gin",
+        [sys.executable, str(driver), "train", f"gin_configs/{config}", *bindings,
          "--observer", f"file://{runs}", "--workdir", "w"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -145,6 +161,9 @@ def test_a_kill_while_the_test_split_is_scored_then_resume_scores_it(
     assert {f"test/{name}" for name in MEASURES} <= set(result), sorted(result)
     best = json.loads((tmp_path / "w" / "best" / "best.json").read_text())["step"]
     assert result["best_step"] == best
+    # One copy of the weights: a model saved whole (BERT), else the rebuildable one's .npz.
+    kept = sorted(p.name for p in (tmp_path / "w" / "best").glob("model.*"))
+    assert kept == (["model.keras"] if "bert" in config else ["model.weights.npz"])
     # The resumed run scored test with the same dev-selected weights as the killed one did...
     test_run = tmp_path / "w" / "evaluations" / f"step_{best:08d}.test.run"
     written = read_run(str(test_run))
