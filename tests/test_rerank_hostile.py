@@ -95,3 +95,30 @@ def test_a_model_file_outside_best_is_refused(tmp_path):
     (best / "best.json").write_text(json.dumps({"step": 4}))
     with pytest.raises(ValueError, match="model_file '../../evil.keras' is not a plain file name"):
         load_reranker(str(tmp_path))
+
+
+def test_a_workdir_written_with_two_copies_of_the_weights_still_loads(tmp_path):
+    """Older workdirs kept model.weights.npz beside a model saved whole; model.keras is read."""
+    import keras
+    import numpy as np
+
+    from capreolus_opt.models.saved_reranker import load_reranker
+    from capreolus_opt.training.weights import save_weights
+
+    query, document = keras.Input((4,), name="query"), keras.Input((4,), name="document")
+    joined = keras.layers.Concatenate()([query, document])
+    score = keras.layers.Reshape(())(keras.layers.Dense(1, name="head")(joined))
+    model = keras.Model({"query": query, "document": document}, score)
+    best = tmp_path / "best"
+    best.mkdir()
+    model.save(str(best / "model.keras"))
+    save_weights(model, str(best / "model.weights.npz"))
+    spec = {"builder": "keras", "model_file": "model.keras", "max_query_length": 4,
+            "max_doc_length": 4}  # fmt: skip
+    (best / "reranker.json").write_text(json.dumps(spec))
+    (best / "best.json").write_text(json.dumps({"step": 4}))
+    (best / "vocab.txt").write_text("[PAD]\n[UNK]\na\n")
+    loaded = load_reranker(str(tmp_path))
+    for got, want in zip(loaded.model.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert loaded.best == {"step": 4} and loaded.max_doc_length == 4

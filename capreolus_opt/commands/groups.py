@@ -2,8 +2,10 @@
 
 Builds the configured task's model and the configured optimizer on its trainable variables (the
 same resolution ``train`` performs), then prints the variable-to-group table with group totals.
-A pattern that matches nothing is a warning, or an error (exit 1) with ``--strict`` or
+A pattern that matches nothing is a warning, or an error with ``--strict`` or
 ``AdamMultilr.strict = True``: a typo in a pattern must not silently train at the wrong lr.
+Exit codes: 0, 2 bad input (a config that does not parse or build, a strict pattern that matches
+nothing: one line on stderr, as ``train`` refuses it), 1 an unexpected failure.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="extra gin binding, e.g. 'AdamMultilr.learning_rate = 3e-4' (repeatable)",
     )
     parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when a group's patterns match no variable"
+        "--strict", action="store_true", help="exit 2 when a group's patterns match no variable"
     )
     parser.add_argument("--format", choices=("text", "csv"), default="text")
     parser.set_defaults(func=run)
@@ -45,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         gin_config.parse_config(args.gin_files, args.gin_param)
         table = build_group_table(strict=args.strict)
-    except ValueError as err:
-        print(f"capreolus-opt groups: error: {err}", file=sys.stderr)
-        return exit_codes.FAILED
+    except (ValueError, TypeError) as err:  # gin's errors, bad values, unreadable files
+        message = " ".join(str(err).split()) or type(err).__name__  # gin's span several lines
+        print(f"capreolus-opt groups: error: {message}", file=sys.stderr)
+        return exit_codes.INPUT
     print(table.to_text() if args.format == "text" else table.to_csv(), end="")
     return exit_codes.OK
 

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from capreolus_opt.records import exit_codes
+from capreolus_opt.storage.workdir_layout import Workdir
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +62,7 @@ def _error(message: str) -> int:
 
 def resolve_workdir(ref: str, sources: list[str]) -> str:
     """The workdir of ``ref`` (a workdir, a FileStorage run folder or a run UUID)."""
-    if os.path.isdir(os.path.join(ref, "best")):
+    if os.path.isdir(Workdir(ref).best):
         return ref
     if os.path.isdir(ref) and not os.path.exists(os.path.join(ref, "run.json")):
         raise ValueError(
@@ -90,7 +91,7 @@ def handle_rerank(args: argparse.Namespace) -> int:
         return _error(f"-o {args.output}: already exists (pass --force to replace it)")
     try:
         workdir = resolve_workdir(args.run, args.source or ["file://runs"])
-        spec = os.path.join(workdir, "best", "reranker.json")
+        spec = Workdir(workdir).best_manifest
         if not os.path.isfile(spec):  # checked before paying for TensorFlow's import
             return _error(f"{workdir} holds no saved reranker ({spec} is missing)")
         from capreolus_opt.tracking.quiet_import import import_tensorflow_quietly

@@ -10,7 +10,8 @@ at ``./runs``. Gin files are recorded as absolute paths, so ``--resume`` works f
 Exit codes (:mod:`capreolus_opt.records.exit_codes`): 0 COMPLETED, 1 FAILED, 2 bad input, an
 unreachable observer or a workdir that belongs to another run / is in use (nothing recorded), 3
 COMPLETED but an observer could not be brought up to date by the end (the message names it and what
-it misses; the other observers are complete), 130 INTERRUPTED (SIGINT/SIGTERM; checkpoint written,
+it misses; the other observers are complete) or a full disk that ended the run (FAILED, one
+line), 130 INTERRUPTED (SIGINT/SIGTERM; checkpoint written,
 metrics flushed). ``--outcome-json PATH`` also writes the outcome there as JSON (how a sweep point
 reports to the sweep). The run itself is :func:`capreolus_opt.tracking.run.run_tracked`; this
 module only builds its request and prints. Importing this module does not import TensorFlow
@@ -132,6 +133,8 @@ def print_outcome(outcome: Any) -> None:
         print(f"run {uuid_} INTERRUPTED ({outcome.stopped_reason}): {outcome.message}")
     elif outcome.status == status.INTERRUPTED:
         print(f"run {uuid_} INTERRUPTED; resume with --resume {uuid_}")
+    elif outcome.status == status.FAILED and "\n" not in outcome.message.strip():
+        _say(f"error: run {uuid_} FAILED: {outcome.message.strip()}")  # e.g. a full disk
     elif outcome.status == status.FAILED:
         print(f"run {uuid_} FAILED:\n{outcome.message}", file=sys.stderr)
     for message in outcome.incomplete:

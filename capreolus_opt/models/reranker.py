@@ -44,6 +44,7 @@ from capreolus_opt.metrics.candidates import ranking_metrics
 from capreolus_opt.models.encoder import build_reranker
 from capreolus_opt.models.losses import LOSSES, ranking_loss
 from capreolus_opt.models.trec_evaluation import TrecEvaluator, recorded_metrics
+from capreolus_opt.storage.workdir_layout import MANIFEST, MODEL_FILE, VOCAB_FILE
 
 # model_builder(vocab_size=, query_length=, document_length=, pad_id=) -> keras.Model mapping
 # {"query": [B, Lq], "document": [B, Ld]} int32 ids to [B] scores.
@@ -235,13 +236,14 @@ class RerankingTask:
         return self._trec.record_test(step, directory)
 
     def export(self, directory: str, model: keras.Model | None = None) -> None:
-        """Writes what ``capreolus-opt rerank`` needs besides ``model.weights.npz`` into
-        ``directory``: ``reranker.json`` (how to rebuild the model, its maximum lengths) and the
-        encoder's ``vocab.txt``; a ``model_builder``'s model (e.g. BERT, whose input layer
-        carries its WordPiece vocabulary) is saved whole as ``model.keras``, since its gin
-        configuration is not there to rebuild it. ``directory`` is a fresh folder that the
-        caller swaps in whole (``training/selection.py``), so no file here needs its own
-        write-aside."""
+        """Writes what ``capreolus-opt rerank`` needs into ``directory`` (the layout of
+        ``storage/workdir_layout.py``): ``reranker.json`` (how to rebuild the model, its maximum
+        lengths) and the encoder's ``vocab.txt``; a ``model_builder``'s model (e.g. BERT, whose
+        input layer carries its WordPiece vocabulary) is saved whole as ``model.keras``, since
+        its gin configuration is not there to rebuild it, and that file is then its only copy
+        of the weights (the caller saves ``model.weights.npz`` only for a model not saved
+        whole). ``directory`` is a fresh folder that the caller swaps in whole
+        (``training/selection.py``), so no file here needs its own write-aside."""
         spec: dict[str, Any] = {
             "format": 1,
             "builder": "build_reranker",
@@ -252,12 +254,12 @@ class RerankingTask:
         if self.model_builder is not None:
             spec["builder"] = "model_builder"  # not rebuildable, unless saved whole below
             if model is not None:
-                model.save(os.path.join(directory, "model.keras"))
-                spec["builder"], spec["model_file"] = "keras", "model.keras"
+                model.save(os.path.join(directory, MODEL_FILE))
+                spec["builder"], spec["model_file"] = "keras", MODEL_FILE
         encoder = getattr(self.data, "encoder", None)
         if encoder is not None and hasattr(encoder, "save"):
-            encoder.save(os.path.join(directory, "vocab.txt"))
-        with open(os.path.join(directory, "reranker.json"), "w", encoding="utf-8") as f:
+            encoder.save(os.path.join(directory, VOCAB_FILE))
+        with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=1)
 
     def run_info(self) -> dict[str, Any]:

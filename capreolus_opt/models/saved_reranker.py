@@ -1,14 +1,16 @@
 """A trained reranker reloaded from its workdir, and reranking a first-stage run with it.
 
 Training (``training/selection.py``) keeps the best model by the dev metric in
-``<workdir>/best/``: ``model.weights.npz`` (every variable by path), ``reranker.json`` (the
-builder's arguments and maximum lengths), ``vocab.txt`` (a word-level encoder) and, for a
-``model_builder``'s model such as a BERT cross- or dual-encoder, ``model.keras`` (the whole
-model; its input layer carries the preset's WordPiece vocabulary and settings, so the tokenizer
-comes back with it).
-``load_reranker`` rebuilds or loads the model and restores every weight with
-``training.weights.restore_weights``, which fails loudly on any missing, extra or differently
-shaped variable. ``rerank_run`` scores with the same tokenizer and lengths as training, and
+``<workdir>/best/`` (``storage/workdir_layout.py``): ``reranker.json`` (the builder's arguments
+and maximum lengths), its weights once, and ``vocab.txt`` for a word-level encoder. A model the
+manifest rebuilds (``build_reranker``) has its weights in ``model.weights.npz`` (every variable
+by path), restored with ``training.weights.restore_weights``, which fails loudly on any missing,
+extra or differently shaped variable. A ``model_builder``'s model such as a BERT cross- or
+dual-encoder is ``model.keras``, the whole model with its weights (its input layer carries the
+preset's WordPiece vocabulary and settings, so the tokenizer comes back with it); Keras refuses
+a file whose weights do not fit the model it describes. A ``model.weights.npz`` beside a
+``model.keras`` (workdirs written before the weights were stored once) holds the same weights
+and is not read. ``rerank_run`` scores with the same tokenizer and lengths as training, and
 with the first-stage interpolation weight chosen on dev when training interpolated.
 """
 
@@ -29,6 +31,7 @@ from capreolus_opt.data.trec.formats import read_run, read_topics
 from capreolus_opt.data.trec.runfile import interpolate, top_k
 from capreolus_opt.data.trec.store import tokenized_collection
 from capreolus_opt.optional import MissingExtraError, require
+from capreolus_opt.storage.workdir_layout import MODEL_FILE, Workdir
 
 
 @dataclasses.dataclass
@@ -46,22 +49,16 @@ def load_reranker(workdir: str) -> SavedReranker:
     Raises:
         ValueError: ``workdir`` holds no saved reranker, or its files do not match each other.
     """
-    from capreolus_opt.training.weights import restore_weights
-
-    best = os.path.join(workdir, "best")
-    spec_path = os.path.join(best, "reranker.json")
+    layout = Workdir(workdir)
+    spec_path = layout.best_manifest
     if not os.path.isfile(spec_path):
         raise ValueError(
             f"{workdir} holds no saved reranker ({spec_path} is missing): only runs over "
             "TrecRerankingData keep their best model"
         )
     spec = _json_object(spec_path, ("max_query_length", "max_doc_length"))
-    best_path = os.path.join(best, "best.json")
-    best_info = _json_object(best_path, ("step",))  # read first: cheap, and names a bad file
-    model, encoder = _rebuild(spec, best, spec_path)
-    # Every variable from the weights file, checked by path, shape and dtype (also for a
-    # .keras model, whose own loading would only warn about a mismatch).
-    restore_weights(model, os.path.join(best, "model.weights.npz"))
+    best_info = _json_object(layout.best_state, ("step",))  # read first: cheap, names a bad file
+    model, encoder = _rebuild(spec, layout, spec_path)
     try:
         return SavedReranker(
             model=model,
@@ -94,13 +91,18 @@ def _json_object(path: str, required: tuple[str, ...]) -> dict[str, Any]:
     return value
 
 
-def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
-    """``(model, encoder)`` as ``reranker.json`` says (``RerankingTask.export``)."""
-    vocab = os.path.join(best, "vocab.txt")
+def _rebuild(spec: dict, layout: Workdir, spec_path: str) -> tuple[Any, Any]:
+    """``(model, encoder)`` as ``reranker.json`` says (``RerankingTask.export``), with the
+    best model's weights."""
+    best, vocab = layout.best, layout.best_vocab
     if spec.get("builder") == "build_reranker":
         from capreolus_opt.models.encoder import build_reranker
+        from capreolus_opt.training.weights import restore_weights
 
-        return build_reranker(**spec["model"]), Vocabulary.from_file(vocab)
+        model = build_reranker(**spec["model"])
+        # Every variable from the weights file, checked by path, shape and dtype.
+        restore_weights(model, layout.best_weights)
+        return model, Vocabulary.from_file(vocab)
     if spec.get("builder") == "keras":
         import keras
 
@@ -130,7 +132,7 @@ def _rebuild(spec: dict, best: str, spec_path: str) -> tuple[Any, Any]:
         return model, encoder
     raise ValueError(
         f"{spec_path}: the model came from a custom RerankingTask.model_builder and was not "
-        "saved whole (model.keras), so rerank cannot rebuild it without its gin configuration"
+        f"saved whole ({MODEL_FILE}), so rerank cannot rebuild it without its gin configuration"
     )
 
 

@@ -5,7 +5,8 @@
 - :data:`INPUT` (2): bad input (a value, a file, an unreachable observer, a workdir in use or
   owned by another run); nothing was recorded.
 - :data:`STORE_INCOMPLETE` (3): the run COMPLETED, but an observer's record is incomplete (named
-  on stderr), or a store failed while reading/writing.
+  on stderr), or a store failed while reading/writing; also a disk (or quota) that filled and
+  ended a run, which is then FAILED (one line on stderr).
 - :data:`INTERRUPTED` (130): SIGINT/SIGTERM (or a pruner) stopped the run; its checkpoint is
   written and ``--resume`` continues it.
 """

@@ -18,7 +18,6 @@ the worker marks it ``stopped_reason: interrupted`` and enqueues a copy with the
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 from capreolus_opt.records import exit_codes, status
 from capreolus_opt.records.schema import InfoKey
 from capreolus_opt.search.space import Dimension, suggest_bindings
+from capreolus_opt.storage.workdir_layout import Workdir
 
 
 class TrialPruned(KeyboardInterrupt):
@@ -121,7 +121,7 @@ def _request(
 
     workdir = ""
     if spec.workdir_root and not resume:
-        workdir = os.path.join(spec.workdir_root, info[InfoKey.RUN_UUID])
+        workdir = Workdir.for_run(spec.workdir_root, info[InfoKey.RUN_UUID]).root
     return RunRequest(
         gin_files=gin_files,
         gin_bindings=bindings,

@@ -30,6 +30,7 @@ from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
 from capreolus_opt.records.schema import ArtifactName, ConfigKey, InfoKey, result_to_record
+from capreolus_opt.storage.workdir_layout import Workdir
 from capreolus_opt.tracking.redact import REDACTOR
 from capreolus_opt.tracking.sink import DEFAULT_BEAT_S, SacredMetricsSink
 
@@ -168,7 +169,7 @@ def _train_recorded(
     info/artifacts/result."""
     info = run.info
     run_uuid = info.setdefault(InfoKey.RUN_UUID, uuid.uuid4().hex)
-    info[InfoKey.WORKDIR] = os.path.abspath(workdir or os.path.join("workdirs", run_uuid))
+    info[InfoKey.WORKDIR] = os.path.abspath(workdir or Workdir.for_run("", run_uuid).root)
     info[InfoKey.VERSIONS] = package_versions()
     info[InfoKey.BEAT_EVERY_S] = flush_every_s  # readers judge a silent heartbeat by it (DIED)
     info[InfoKey.GIN_CONFIG] = parsed.config_text

@@ -113,14 +113,19 @@ class OwnIdFileStorageObserver(_OwnIds, FileStorageObserver):
                 ) from None  # fmt: skip
 
     def started_event(self, *args: Any, **kwargs: Any) -> Any:
-        """Sacred's start; a start the disk cannot hold leaves no empty run folder behind."""
+        """Sacred's start; a start the disk cannot hold leaves no run folder behind, and no
+        run to finish there (the error, naming the folder, ends the run)."""
         try:
             return super().started_event(*args, **kwargs)
-        except OSError:
+        except OSError as exc:
             folder = getattr(self, "dir", None)
             if folder and os.path.isdir(folder):
                 shutil.rmtree(folder, ignore_errors=True)
-            raise
+            self.run_entry = None  # nothing to finish: no retries into a folder that is gone
+            self._unwritten.clear()
+            raise OSError(
+                exc.errno, f"cannot record the run's start in {self.basedir} ({exc.strerror})"
+            ) from None
 
     # --- atomic writes (used by Sacred's own event code too) -----------------------------------
 

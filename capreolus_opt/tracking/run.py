@@ -338,12 +338,13 @@ def _one_line(exc: BaseException) -> str:
 
 def _claim_workdir(workdir: str, info: dict[str, Any], report: Callable[[str], None]) -> Any:
     """Claim the workdir the run will train in (the experiment's default when none is given)."""
+    from capreolus_opt.storage.workdir_layout import Workdir
     from capreolus_opt.tracking.workdir import claim, is_chief_process
 
     if not is_chief_process():
         return None
     run_uuid = info[InfoKey.RUN_UUID]
-    path = workdir or os.path.join("workdirs", run_uuid)
+    path = workdir or Workdir.for_run("", run_uuid).root
     held = claim(path, run_uuid=run_uuid, resumes=info.get(InfoKey.RESUMED_FROM))
     if held.took_over:
         report(f"note: workdir {held.path}: {held.took_over}; continuing it.")
@@ -393,10 +394,12 @@ def _run_experiment(
         )  # fmt: skip
         if reason:
             return ended
-    except Exception:
+    except Exception as exc:
+        full = _disk_full(exc)
         ended = RunOutcome(
-            run_uuid, status.FAILED, exit_codes.FAILED, message=mask_urls(traceback.format_exc())
-        )
+            run_uuid, status.FAILED, exit_codes.STORE_INCOMPLETE if full else exit_codes.FAILED,
+            message=mask_urls(full or traceback.format_exc()),
+        )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     current = ex.current_run
@@ -408,6 +411,17 @@ def _run_experiment(
         run_uuid, status.COMPLETED, code, result=run.result, incomplete=missing,
         sacred_id=run_id(run),
     )  # fmt: skip
+
+
+def _disk_full(exc: BaseException | None) -> str:
+    """One line when ``exc`` or an error behind it is a full disk or quota, else ``""``."""
+    import errno
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"disk full: {_one_line(exc)}"
+        exc = exc.__cause__ or exc.__context__
+    return ""
 
 
 def _find_prior(ref: str, urls: list[str]) -> Any:

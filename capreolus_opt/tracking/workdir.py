@@ -27,8 +27,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-OWNER_FILE = ".capreolus-owner.json"
-LOCK_FILE = ".capreolus-owner.lock"
+from capreolus_opt.storage.workdir_layout import OWNER_FILE, Workdir
 
 
 class WorkdirError(ValueError):
@@ -57,7 +56,7 @@ class WorkdirClaim:
 
 def _read_owner(path: str) -> dict[str, Any] | None:
     try:
-        with open(os.path.join(path, OWNER_FILE), encoding="utf-8") as f:
+        with open(Workdir(path).owner_file, encoding="utf-8") as f:
             owner = json.load(f)
     except FileNotFoundError:
         return None
@@ -71,17 +70,13 @@ def _read_owner(path: str) -> dict[str, Any] | None:
     return owner
 
 
-def _has_checkpoints(path: str) -> bool:
-    return any(n == "checkpoint" or n.startswith("ckpt") for n in os.listdir(path))
-
-
 def _write_owner(path: str, owner: dict[str, Any]) -> None:
     tmp = os.path.join(path, f".{OWNER_FILE}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(owner, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(path, OWNER_FILE))
+    os.replace(tmp, Workdir(path).owner_file)
 
 
 def _holder_text(owner: dict[str, Any] | None) -> str:
@@ -94,7 +89,7 @@ def _holder_text(owner: dict[str, Any] | None) -> str:
 
 
 def _lock(path: str) -> int:
-    fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(Workdir(path).lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -109,7 +104,7 @@ def _lock(path: str) -> int:
 
 def _check_owner(path: str, owner: dict[str, Any] | None, resumes: str | None) -> None:
     if owner is None:
-        if resumes is None and _has_checkpoints(path):
+        if resumes is None and Workdir(path).has_checkpoints():
             raise WorkdirError(
                 f"workdir {path!r} already holds checkpoints of a run that recorded no owner; "
                 "continue it with --resume RUN, or choose another --workdir."

@@ -30,7 +30,9 @@ from typing import Any
 
 import tensorflow as tf
 
-_NUMBERED = re.compile(r"^ckpt-(\d+)\.index$")
+from capreolus_opt.storage.workdir_layout import CHECKPOINT_PREFIX, Workdir
+
+_NUMBERED = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}-(\d+)\.index$")
 
 
 class CheckpointReadError(ValueError):
@@ -68,7 +70,7 @@ def checkpoint_candidates(workdir: str) -> tuple[list[str], str | None]:
     """
     if not tf.io.gfile.isdir(workdir):
         return [], None
-    state_file = os.path.join(workdir, "checkpoint")
+    state_file = Workdir(workdir).checkpoint_state
     exists = tf.io.gfile.exists(state_file)
     state = _read_state(workdir) if exists else None
     if state is not None and state.model_checkpoint_path:
@@ -115,16 +117,20 @@ class CheckpointState:
         )
         self.workdir = workdir
         self._chief = chief
-        self._directory = workdir if chief else os.path.join(workdir, f".worker_tmp_{worker_id}")
+        layout = Workdir(workdir)
+        self._directory = layout.checkpoints if chief else layout.worker_checkpoints(worker_id)
         # Every worker restores from the chief's folder, read before the manager exists: the
         # manager's constructor raises on a state file that is not UTF-8.
         self._candidates, self._problem = checkpoint_candidates(workdir)
         if chief and self._candidates and self._problem and "unreadable" in self._problem:
-            aside = os.path.join(workdir, "checkpoint.unreadable")
-            tf.io.gfile.rename(os.path.join(workdir, "checkpoint"), aside, overwrite=True)
+            aside = layout.checkpoint_state_aside
+            tf.io.gfile.rename(layout.checkpoint_state, aside, overwrite=True)
             self._problem += f" (moved aside to {aside})"
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self._directory, max_to_keep=max_to_keep
+            self.checkpoint,
+            self._directory,
+            max_to_keep=max_to_keep,
+            checkpoint_name=CHECKPOINT_PREFIX,
         )
         self.last_saved_step: int | None = None
         self._last_path: str | None = None

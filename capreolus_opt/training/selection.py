@@ -8,23 +8,26 @@ A task that evaluates on a dev split and a test split (``RerankingTask`` over
   made (run files, per-query metrics) and returns their paths;
 - ``final_metrics(step, directory) -> dict[str, float]``: the ``dev/...`` and ``test/...``
   metrics recorded for ``step``;
-- ``export(directory, model)``: writes what reloading the model for reranking needs besides
-  its weights;
+- ``export(directory, model)``: writes what reloading the model for reranking needs: a
+  manifest, and the model saved whole as ``model.keras`` when the manifest cannot rebuild it
+  (``storage/workdir_layout.py``);
 - optionally ``test_dataset(global_batch_size)`` and ``record_test_evaluation(step, outputs,
   directory, best)``: the test candidates, which evaluations during training leave out, and
   recording their scores as those of the best ``step`` (``best`` is its ``best.json``).
 
-``EvaluationRecorder`` calls them after every evaluation, saves the model's weights
-(``weights.py``) to ``<workdir>/best/`` whenever the dev metric improves (strictly: the earliest
-of equal evaluations is kept), keeps ``best/best.json`` (``step``, ``metric``, ``value``, and
-the dev-chosen ``interpolation_weight`` when the task interpolates) so a resumed run continues
-the comparison. At the end ``score_test`` reloads the best weights and scores the test
-candidates once with them, and ``finish`` returns the recorded metrics of the best step (the
-test numbers are those of the model selected on dev), with the step-0 evaluation's beside them
-as ``start/...`` when there was one (``train(eval_at_start=...)``). When the model alone is not
-better than the first stage on dev it says so on stderr. A new best is written whole into
-``best.new/`` and then swapped in, so a kill never leaves the weights of one step beside the
-``best.json`` of another. Tasks without these methods get the loop's metrics unchanged. Only
+``EvaluationRecorder`` calls them after every evaluation and, whenever the dev metric improves
+(strictly: the earliest of equal evaluations is kept), writes the model to ``<workdir>/best/``
+with its weights stored once: the task's ``model.keras`` when it saved the model whole, else
+``model.weights.npz`` (``weights.py``). It keeps ``best/best.json`` (``step``, ``metric``,
+``value``, and the dev-chosen ``interpolation_weight`` when the task interpolates) so a resumed
+run continues the comparison. At the end ``score_test`` reloads the best weights (from
+whichever of the two files holds them) and scores the test candidates once with them, and
+``finish`` returns the recorded metrics of the best step (the test numbers are those of the
+model selected on dev), with the step-0 evaluation's beside them as ``start/...`` when there
+was one (``train(eval_at_start=...)``). When the model alone is not better than the first
+stage on dev it says so on stderr. A new best is written whole into ``best.new/`` and then
+swapped in, so a kill never leaves the weights of one step beside the ``best.json`` of
+another. Tasks without these methods get the loop's metrics unchanged. Only
 the chief writes.
 """
 
@@ -38,6 +41,14 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from capreolus_opt.storage.workdir_layout import (
+    BEST_STATE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    Workdir,
+    best_folder_weights,
+    swap_folders,
+)
 from capreolus_opt.training.weights import restore_weights, save_weights
 
 
@@ -49,9 +60,10 @@ class EvaluationRecorder:
         self.model = model
         self.metric = getattr(task, "selection_metric", None)
         self.active = chief and self.metric is not None and hasattr(task, "record_evaluation")
-        self.directory = os.path.join(workdir, "evaluations")
-        self.best_dir = os.path.join(workdir, "best")
-        self._state_path = os.path.join(self.best_dir, "best.json")
+        layout = Workdir(workdir)
+        self.directory = layout.evaluations
+        self.best_dir = layout.best
+        self._state_path = layout.best_state
         self.best: dict[str, Any] | None = None
         if self.active:
             recover_best_dir(self.best_dir)
@@ -70,16 +82,17 @@ class EvaluationRecorder:
         best = {"step": step, "metric": self.metric, "value": value}
         if "interpolation_weight" in metrics:  # chosen on dev: rerank applies it too
             best["interpolation_weight"] = float(metrics["interpolation_weight"])
-        new = f"{self.best_dir}.new"
+        new, _ = swap_folders(self.best_dir)
         shutil.rmtree(new, ignore_errors=True)
         os.makedirs(new)
-        save_weights(self.model, os.path.join(new, "model.weights.npz"))
         self.task.export(new, self.model)
+        if not os.path.isfile(os.path.join(new, MODEL_FILE)):  # saved whole: not twice
+            save_weights(self.model, os.path.join(new, WEIGHTS_FILE))
         # Written last, aside then renamed: a best.new/ with a best.json is complete.
-        tmp = os.path.join(new, "best.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        state = os.path.join(new, BEST_STATE)
+        with open(f"{state}.tmp", "w", encoding="utf-8") as f:
             json.dump(best, f)
-        os.replace(tmp, os.path.join(new, "best.json"))
+        os.replace(f"{state}.tmp", state)
         _promote(new, self.best_dir)
         self.best = best
 
@@ -93,7 +106,10 @@ class EvaluationRecorder:
         dataset = test(global_batch_size)
         if dataset is None:
             return False
-        restore_weights(self.model, os.path.join(self.best_dir, "model.weights.npz"))
+        weights = best_folder_weights(self.best_dir)
+        if weights is None:
+            raise ValueError(f"{self.best_dir} holds no weights ({MODEL_FILE} or {WEIGHTS_FILE})")
+        restore_weights(self.model, weights)
         self.task.record_test_evaluation(
             self.best["step"], evaluate(dataset), self.directory, self.best
         )
@@ -143,7 +159,7 @@ def _promote(new: str, best: str) -> None:
     """Replaces the folder ``best`` by the complete folder ``new``: ``best`` is moved aside to
     ``best.old`` first, so at every instant one complete best model exists under one of the
     three names (``recover_best_dir`` puts it back after a kill)."""
-    old = f"{best}.old"
+    _, old = swap_folders(best)
     shutil.rmtree(old, ignore_errors=True)
     if os.path.isdir(best):
         os.rename(best, old)
@@ -155,8 +171,8 @@ def recover_best_dir(best: str) -> None:
     """After a kill while a new best model was written: a complete ``best.new/`` (its
     ``best.json`` is written last) replaces ``best/``, an incomplete one is dropped, and a
     ``best.old/`` left without a ``best/`` is put back."""
-    new, old = f"{best}.new", f"{best}.old"
-    if os.path.isfile(os.path.join(new, "best.json")):
+    new, old = swap_folders(best)
+    if os.path.isfile(os.path.join(new, BEST_STATE)):
         _promote(new, best)
     shutil.rmtree(new, ignore_errors=True)
     if not os.path.isdir(best) and os.path.isdir(old):

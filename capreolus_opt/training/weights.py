@@ -7,6 +7,11 @@ variable is saved under its Keras ``path``; ``restore_weights`` requires the sam
 the same shapes and dtypes, and assigns all of them, or raises naming the differences. A leading
 ``<model name>/`` (Sequential models add it, and auto-named models differ within a process) is
 left out of the keys.
+
+``restore_weights`` also reads the weights of a model saved whole (``model.keras``, how a best
+model that its manifest cannot rebuild is stored), so that one copy of the weights serves both
+``rerank`` and the end-of-run test scoring. Keras matches those by the structure of the layers
+and refuses a variable missing from the file or shaped differently.
 """
 
 from __future__ import annotations
@@ -35,19 +40,45 @@ def save_weights(model: keras.Model, path: str) -> str:
     return path
 
 
+def _stored(path: str) -> dict[str, np.ndarray]:
+    """``{key: value}`` of every variable in a ``save_weights`` file."""
+    # Opened here, not by np.load: on a corrupt archive np.load leaves its own handle open.
+    try:
+        with open(path, "rb") as handle, np.load(handle) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is unreadable (expected saved weights, .npz): {err}") from None
+
+
+def _restore_from_model_file(model: keras.Model, path: str) -> int:
+    """Keras's own loading of a ``.keras`` file's weights into ``model``: matched by the
+    structure of layers, not by variable path, since auto-named objects (a dropout's seed
+    generator) get other names in the process that built the model than in the file."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is unreadable (expected a saved Keras model, .keras)")
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} does not match model {model.name!r}: {_one_line(err)}") from None
+    return len(model.variables)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 500 else f"{text[:500]}..."
+
+
 def restore_weights(model: keras.Model, path: str) -> int:
-    """Assigns every variable of ``model`` from ``path``; returns how many were restored.
+    """Assigns every variable of ``model`` from ``path`` (a ``save_weights`` file, or a
+    ``.keras`` model of the same architecture); returns how many were restored.
 
     Raises:
         ValueError: a variable is missing from the file or the file has one the model does not,
             or a shape/dtype differs (the message lists them).
     """
-    # Opened here, not by np.load: on a corrupt archive np.load leaves its own handle open.
-    try:
-        with open(path, "rb") as handle, np.load(handle) as stored:
-            saved = {name: stored[name] for name in stored.files}
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is unreadable (expected saved weights, .npz): {err}") from None
+    if path.endswith(".keras"):
+        return _restore_from_model_file(model, path)
+    saved = _stored(path)
     own = {_key(model, v): v for v in model.variables}
     problems = [f"missing in file: {p}" for p in sorted(own.keys() - saved.keys())]
     problems += [f"not in model: {p}" for p in sorted(saved.keys() - own.keys())]

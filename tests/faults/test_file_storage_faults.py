@@ -86,5 +86,39 @@ def test_a_disk_filling_between_the_probe_and_the_start_leaves_no_run_folder(
     with tmpfs("1m") as disk:
         fill(disk)
         code = _train([gin, "--observer", f"file://{disk}/runs", "--workdir", str(tmp_path / "w")])
-        assert code != 0 and "No space left on device" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert code == 3 and "No space left on device" in err and "Traceback" not in err
+        assert len([line for line in err.splitlines() if "error" in line]) == 1
         assert not [p for p in (disk / "runs").iterdir() if not p.name.startswith("_")]
+
+
+def test_a_disk_that_fills_before_the_run_starts_is_exit_3_in_one_line_never_completed(
+    tmp_path, monkeypatch, capsys
+):
+    import errno
+    import sqlite3
+
+    from capreolus_opt.tracking.observers import OwnIdFileStorageObserver
+
+    monkeypatch.chdir(tmp_path)
+    gin = _gin(tmp_path / "a.gin")
+    original = OwnIdFileStorageObserver.save_json
+
+    def full_at_the_start(self, obj, filename):  # the probe passed; then the disk filled
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(OwnIdFileStorageObserver, "save_json", full_at_the_start)
+    argv = [gin, "--observer", "file://runs", "--observer", "sqlite:///runs.db"]
+    assert _train(argv) == 3
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "FAILED: disk full: [Errno 28] cannot record the run's start in runs" in errors[0]
+    assert "No space left on device" in errors[0]
+    # The store that could be written says FAILED; the full one holds no run folder.
+    assert sqlite3.connect(tmp_path / "runs.db").execute("SELECT status FROM run").fetchall() == [
+        ("FAILED",)
+    ]
+    assert not [p for p in (tmp_path / "runs").iterdir() if p.name.isdigit()]
+    monkeypatch.setattr(OwnIdFileStorageObserver, "save_json", original)
+    assert _train(argv) == 0

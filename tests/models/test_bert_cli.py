@@ -72,7 +72,7 @@ def test_bert_smoke_trains_through_the_cli_with_encoder_and_head_rates(tmp_path)
 @pytest.mark.slow
 def test_bert_configs_say_what_is_missing(tmp_path):
     proc = run_cli("groups", BERT_SMOKE)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     # Every %gin.REQUIRED left unset is refused when the config is parsed, naming the binding.
     assert "is %gin.REQUIRED and no file or --gin_param gives it a value" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -80,7 +80,7 @@ def test_bert_configs_say_what_is_missing(tmp_path):
     _write_tsv(tmp_path)
     data = _bindings(tmp_path, "unused")[2:]
     proc = run_cli("groups", BERT_SMOKE, *data)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "preset is %gin.REQUIRED" in proc.stderr, proc.stderr
 
 

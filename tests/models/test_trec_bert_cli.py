@@ -53,6 +53,8 @@ def test_bert_over_trec_files_trains_saves_whole_and_reranks_identically(tmp_pat
     assert 0.0 <= best["interpolation_weight"] <= 1.0
     spec = json.loads((tmp_path / "w" / "best" / "reranker.json").read_text())
     assert spec["builder"] == "keras" and (tmp_path / "w" / "best" / "model.keras").is_file()
+    # Saved whole, the model is the best folder's only copy of its weights.
+    assert not list((tmp_path / "w").glob("best*/*.npz"))
 
     # The preset folder is gone: rerank needs only the workdir (vocabulary inside the model).
     shutil.rmtree(preset)
@@ -74,6 +76,6 @@ def test_bert_over_trec_files_trains_saves_whole_and_reranks_identically(tmp_pat
 @pytest.mark.slow
 def test_trec_bert_config_names_the_missing_preset():
     proc = run_cli("groups", SMOKE)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "is %gin.REQUIRED and no file or --gin_param gives it a value" in proc.stderr
     assert "preset is %gin.REQUIRED" in proc.stderr and "Traceback" not in proc.stderr

@@ -51,6 +51,9 @@ def test_dual_encoder_trains_saves_whole_and_reranks_identically(tmp_path, monke
     assert groups == {"head", "no_decay", "encoder"}
     spec = json.loads((tmp_path / "w" / "best" / "reranker.json").read_text())
     assert spec["builder"] == "keras" and spec["max_doc_length"] == truncation["max_doc_length"]
+    # Saved whole, the model is the best folder's only copy of its weights.
+    assert (tmp_path / "w" / "best" / "model.keras").is_file()
+    assert not list((tmp_path / "w").glob("best*/*.npz"))
     best = json.loads((tmp_path / "w" / "best" / "best.json").read_text())
 
     # The preset folder is gone: rerank needs only the workdir (vocabulary inside the model).

@@ -69,7 +69,7 @@ def test_groups_command_names_the_catastrophic_pattern(capsys):
 
     binding = 'AdamMultilr.pattern_lrs = [{"patterns": ["(a|aa)+$"], "lr": 1e-4}]'
     args = argparse.Namespace(gin_files=[SMOKE], gin_param=[binding], strict=False, format="text")
-    assert groups.run(args) == 1
+    assert groups.run(args) == 2
     err = capsys.readouterr().err
     assert "error: pattern_lrs[0]['patterns'][0] '(a|aa)+$' took more than" in err
     assert "Traceback" not in err

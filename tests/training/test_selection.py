@@ -227,3 +227,40 @@ def test_rerank_scores_with_one_trace_for_every_batch_size_equal_to_the_model():
         eager = model({"query": q, "document": d}, training=False)
         np.testing.assert_allclose(score(q, d), eager, rtol=1e-5, atol=1e-6)
     assert score.experimental_get_tracing_count() == 1
+
+
+class _SavedWhole(_WithTestSplit):
+    """Exports as ``RerankingTask`` does for a ``model_builder``'s model: saved whole."""
+
+    def export(self, directory: str, model=None) -> None:
+        super().export(directory, model)
+        model.save(str(Path(directory) / "model.keras"))
+
+
+def test_a_model_saved_whole_is_the_best_folder_s_only_copy_of_the_weights(tmp_path):
+    task, model = _SavedWhole(), _model()
+    recorder = EvaluationRecorder(task, model, str(tmp_path), chief=True)
+    (tmp_path / "evaluations").mkdir()
+    for step, dev in [(10, 0.5), (20, 0.4)]:
+        model.layers[0].kernel.assign(np.full((3, 2), step, np.float32))
+        task.current = {"dev/ndcg@10": dev}
+        recorder.evaluated(step, {"ndcg@10": dev})
+    best = tmp_path / "best"
+    assert sorted(p.name for p in best.iterdir()) == ["best.json", "model.keras", "reranker.json"]
+    # The end-of-run test scoring reloads step 10's weights from that one file.
+    assert recorder.score_test(lambda d: {"kernel_sum": float(np.sum(model.layers[0].kernel))}, 4)
+    assert task.tested[0][1] == {"kernel_sum": 60.0}
+    # A model of another shape is refused, naming the file.
+    wider = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="head")])
+    with pytest.raises(ValueError, match=r"model.keras does not match model .*\(3, 3\)"):
+        restore_weights(wider, str(best / "model.keras"))
+    (best / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="model.keras is unreadable"):
+        restore_weights(model, str(best / "model.keras"))
+
+
+def test_a_model_the_manifest_rebuilds_keeps_only_its_weights_file(tmp_path):
+    task, model = _DevTestTask(), _model()
+    EvaluationRecorder(task, model, str(tmp_path), chief=True).evaluated(10, {"ndcg@10": 0.5})
+    names = sorted(p.name for p in (tmp_path / "best").iterdir())
+    assert names == ["best.json", "model.weights.npz", "reranker.json"]
