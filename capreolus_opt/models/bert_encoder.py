@@ -21,8 +21,18 @@ from capreolus_opt.optional import require
 keras_hub = require("keras_hub", "hub")
 
 
+_SQRT_HALF = 0.7071067811865476
+
+
 def _gelu_exact(x):
-    return keras.activations.gelu(x, approximate=False)
+    """The exact GELU as transformers computes it, ``0.5 x (1 + erf(x / sqrt 2))``.
+
+    Not ``keras.activations.gelu(approximate=False)``: on TensorFlow that is ``tf.nn.gelu``'s
+    ``erfc`` form, and Eigen's ``erfc`` is a scalar loop where ``erf`` is vectorised, so that
+    form made the feed-forward activation a sizeable share of a CPU forward pass
+    (docs/STACK_FACTS.md)."""
+    x = keras.ops.convert_to_tensor(x)
+    return 0.5 * x * (1.0 + keras.ops.erf(x * _SQRT_HALF))
 
 
 def _gelu_tanh(x):
