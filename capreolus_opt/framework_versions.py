@@ -11,12 +11,18 @@ clear message at import, instead of an ``AttributeError`` deep inside a traced t
   naming the installed version and the tested range. It may well work; the compat module's test
   (``tests/optimizer/test_keras_compat.py`` / ``test_tf_compat.py``) says whether it does. Silence
   it with ``warnings.filterwarnings("ignore", category=UntestedVersionWarning)``.
+
+gin-config and sacred are pinned to one release: their compat modules
+(``config/gin_compat.py``, ``tracking/sacred_private.py``) look up their private names and call
+`check_pinned`, which raises ``ImportError`` when a name is missing and otherwise gives the
+same one-line `UntestedVersionWarning` for any release but the pinned one (`warn_untested`).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from importlib import metadata
 
 
 class UntestedVersionWarning(UserWarning):
@@ -50,3 +56,39 @@ def check_version(framework: str, version: str, tested: tuple[tuple[int, int], .
         UntestedVersionWarning,
         stacklevel=2,
     )
+
+
+def check_pinned(
+    distribution: str, tested_version: str, missing: list[str], purpose: str
+) -> str | None:
+    """The check of a framework pinned to one release (gin-config, sacred), whose private names
+    (``missing``: those not found in the installed release) the compat module has looked up.
+
+    Returns:
+        None for the tested release; else the one-line message :func:`warn_untested` gives.
+
+    Raises:
+        ImportError: ``missing`` is not empty; naming them and the pin to install.
+    """
+    try:
+        installed = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        installed = "unknown"
+    if missing:
+        raise ImportError(
+            f"{distribution} {installed} lacks {', '.join(missing)}, which capreolus_opt uses "
+            f"(tested with {distribution} {tested_version}): "
+            f"pip install '{distribution}=={tested_version}'"
+        )
+    if installed == tested_version:
+        return None
+    return (
+        f"{distribution} {installed} is installed; capreolus_opt is tested with {tested_version} "
+        f"(pip install '{distribution}=={tested_version}' if {purpose} misbehaves)"
+    )
+
+
+def warn_untested(message: str | None) -> None:
+    """Warn once with ``message`` (from :func:`check_pinned`) as an `UntestedVersionWarning`."""
+    if message is not None:
+        warnings.warn(message, UntestedVersionWarning, stacklevel=3)

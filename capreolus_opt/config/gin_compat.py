@@ -7,19 +7,19 @@ is upgraded, this module and ``tests/config/test_gin_compat.py`` are where it br
 
 Version policy, checked on import: the private names missing raise ``ImportError`` naming them
 and the tested version (nothing could parse a config); a different version with the names present
-warns once (``RuntimeWarning``, one line) and runs, since such an upgrade usually works.
+warns once (``UntestedVersionWarning``, one line) and runs, since such an upgrade usually works.
 """
 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from importlib import metadata
 from typing import Any
 
 import gin
 import gin.config
+
+from capreolus_opt.framework_versions import check_pinned, warn_untested
 
 #: The gin-config version these names are tested with (pinned in pyproject.toml).
 TESTED_VERSION = "0.5.0"
@@ -38,29 +38,12 @@ def check_version() -> str | None:
     Raises:
         ImportError: a name of :data:`PRIVATE_NAMES` is missing from ``gin.config``.
     """
-    try:
-        installed = metadata.version("gin-config")
-    except metadata.PackageNotFoundError:
-        installed = "unknown"
-    missing = [name for name in PRIVATE_NAMES if not hasattr(gin.config, name)]
-    if missing:
-        raise ImportError(
-            f"gin-config {installed} lacks gin.config.{', gin.config.'.join(missing)}, which "
-            f"capreolus_opt reads (tested with gin-config {TESTED_VERSION}): "
-            f"pip install 'gin-config=={TESTED_VERSION}'"
-        )
-    if installed == TESTED_VERSION:
-        return None
-    return (
-        f"gin-config {installed} is installed; capreolus_opt is tested with {TESTED_VERSION} "
-        f"(pip install 'gin-config=={TESTED_VERSION}' if parsing a config misbehaves)"
-    )
+    missing = [f"gin.config.{name}" for name in PRIVATE_NAMES if not hasattr(gin.config, name)]
+    return check_pinned("gin-config", TESTED_VERSION, missing, "parsing a config")
 
 
 def _warn_if_untested() -> None:
-    message = check_version()
-    if message is not None:
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    warn_untested(check_version())
 
 
 _warn_if_untested()

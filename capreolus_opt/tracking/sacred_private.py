@@ -10,19 +10,19 @@ upgraded, this module and ``tests/tracking/test_sacred_private.py`` are where it
 
 Version policy, checked on import: a private method or hook missing raises ``ImportError``
 naming it and the tested version; a different version with them present warns once
-(``RuntimeWarning``, one line) and runs.
+(``UntestedVersionWarning``, one line) and runs.
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
 from sacred.observers import SqlObserver
 from sacred.run import Run
+
+from capreolus_opt.framework_versions import check_pinned, warn_untested
 
 #: The Sacred version these names are tested with (pinned in pyproject.toml).
 TESTED_VERSION = "0.8.7"
@@ -49,29 +49,13 @@ def check_version() -> str | None:
     Raises:
         ImportError: a method of :data:`RUN_METHODS` or :data:`SQL_OBSERVER_HOOKS` is missing.
     """
-    try:
-        installed = metadata.version("sacred")
-    except metadata.PackageNotFoundError:
-        installed = "unknown"
     missing = [f"Run.{name}" for name in RUN_METHODS if not hasattr(Run, name)]
     missing += [f"SqlObserver.{n}" for n in SQL_OBSERVER_HOOKS if not hasattr(SqlObserver, n)]
-    if missing:
-        raise ImportError(
-            f"sacred {installed} lacks {', '.join(missing)}, which capreolus_opt uses (tested "
-            f"with sacred {TESTED_VERSION}): pip install 'sacred=={TESTED_VERSION}'"
-        )
-    if installed == TESTED_VERSION:
-        return None
-    return (
-        f"sacred {installed} is installed; capreolus_opt is tested with {TESTED_VERSION} "
-        f"(pip install 'sacred=={TESTED_VERSION}' if recording a run misbehaves)"
-    )
+    return check_pinned("sacred", TESTED_VERSION, missing, "recording a run")
 
 
 def _warn_if_untested() -> None:
-    message = check_version()
-    if message is not None:
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    warn_untested(check_version())
 
 
 _warn_if_untested()

@@ -10,6 +10,7 @@ import pathlib
 import gin.config
 import pytest
 
+from capreolus_opt import framework_versions
 from capreolus_opt.config import gin_compat
 
 PACKAGE = pathlib.Path(gin_compat.__file__).resolve().parents[1]
@@ -26,16 +27,18 @@ def test_the_private_names_exist_in_the_installed_gin():
 
 
 def test_another_version_warns_in_one_line(monkeypatch):
-    monkeypatch.setattr(gin_compat.metadata, "version", lambda name: "0.6.1")
+    monkeypatch.setattr(framework_versions.metadata, "version", lambda name: "0.6.1")
     message = gin_compat.check_version()
     assert message is not None and "\n" not in message
     assert "gin-config 0.6.1" in message and "0.5.0" in message
-    with pytest.warns(RuntimeWarning, match="gin-config 0.6.1 is installed"):
+    with pytest.warns(
+        framework_versions.UntestedVersionWarning, match="gin-config 0.6.1 is installed"
+    ):
         gin_compat._warn_if_untested()
 
 
 def test_a_missing_private_name_is_an_import_error_naming_it(monkeypatch):
-    monkeypatch.setattr(gin_compat.metadata, "version", lambda name: "0.7.0")
+    monkeypatch.setattr(framework_versions.metadata, "version", lambda name: "0.7.0")
     monkeypatch.delattr(gin.config, "_LOCATION_PREFIXES")
     with pytest.raises(ImportError, match=r"gin-config 0.7.0 lacks gin.config._LOCATION_PREFIXES"):
         gin_compat.check_version()

@@ -12,6 +12,7 @@ from sacred import Experiment
 from sacred.observers import FileStorageObserver, SqlObserver
 from sacred.run import Run
 
+from capreolus_opt import framework_versions
 from capreolus_opt.tracking import sacred_private
 from capreolus_opt.tracking.sink import SacredMetricsSink
 
@@ -53,10 +54,13 @@ def test_sacred_calls_the_sql_observer_hook_we_override():
 
 def test_the_pinned_version_passes_and_another_warns_in_one_line(monkeypatch):
     assert sacred_private.check_version() is None
-    monkeypatch.setattr(sacred_private.metadata, "version", lambda name: "0.9.0")
+    monkeypatch.setattr(framework_versions.metadata, "version", lambda name: "0.9.0")
     message = sacred_private.check_version()
     assert message is not None and "\n" not in message and "sacred 0.9.0" in message
-    with pytest.warns(RuntimeWarning, match=r"sacred 0.9.0 is installed; .* tested with 0.8.7"):
+    with pytest.warns(
+        framework_versions.UntestedVersionWarning,
+        match=r"sacred 0.9.0 is installed; .* tested with 0.8.7",
+    ):
         sacred_private._warn_if_untested()
 
 
