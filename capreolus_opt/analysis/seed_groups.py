@@ -3,8 +3,9 @@
 Grouping: ``group_runs(runs, by=None)`` puts together runs that differ only in the seed, i.e. in
 the hyperparameters of :data:`SEED_HPARAMS` (``train.seed``, which ``config.seed`` mirrors);
 ``by=[names]`` groups by those hyperparameters only (full names or unique ``.suffix``es, as
-``--where``). Groups are numbered ``g1, g2, ...`` in order of their first run; a group's label is
-made of the grouping settings that differ between groups.
+``--where``). Runs are taken in order of start time (then UUID), so every store of the same runs
+gives the same groups whatever order it lists them in; groups are numbered ``g1, g2, ...`` in order
+of their first run, and a group's label is made of the grouping settings that differ between groups.
 
 Per group and metric the table gives ``n`` and the :func:`stats.summarize` of the runs' final
 values: mean, sample std and a 95% Student-t interval (columns ``<m>:mean``, ``<m>:std``,
@@ -50,12 +51,18 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _start_order(run: Run) -> tuple[bool, float, str]:
+    start = run.start_time  # runs without one keep their given order, after the others
+    return (start is None, start.timestamp(), run.run_uuid) if start else (True, 0.0, "")
+
+
 def group_runs(runs: Sequence[Run], by: Sequence[str] | None = None) -> list[Group]:
     """Group ``runs`` by the hyperparameters ``by`` (default: all but :data:`SEED_HPARAMS`).
 
     Raises:
         ValueError: naming a ``by`` entry that is no (or an ambiguous) hyperparameter.
     """
+    runs = sorted(runs, key=_start_order)  # stores list concurrent runs in different orders
     if by:
         names = list(dict.fromkeys(resolve_hparam(runs, name) for name in by))
     else:

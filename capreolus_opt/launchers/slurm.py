@@ -127,6 +127,8 @@ def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
         )  # fmt: skip
         if not proc.returncode and not proc.stdout.strip():  # squeue lists none of them
             break
+        if proc.returncode and "Invalid job id" in proc.stderr:  # finished and already purged
+            break
         time.sleep(poll_s)
     outcomes = []
     for job in jobs:

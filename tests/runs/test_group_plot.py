@@ -107,3 +107,26 @@ def test_per_run_plot_puts_the_legend_outside_too(twelve_runs, tmp_path):
     box = fig.legends[0].get_window_extent().transformed(fig.transFigure.inverted())
     assert box.y1 <= ax.get_position().y0 + 1e-6
     assert box.x0 >= 0 and box.x1 <= 1 and box.y0 >= 0, "the legend is clipped"
+
+
+def test_groups_do_not_depend_on_the_order_a_store_lists_runs_in():
+    """Concurrent runs get Sacred ids in a different order in each observer, so stores list them
+    differently; grouping orders runs by start time (then UUID) and so numbers groups the same."""
+    import dataclasses
+    import datetime as dt
+    import random
+
+    t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+    runs = []
+    for i, (lr, seed) in enumerate([(3e-3, 0), (1e-3, 0), (3e-3, 1), (1e-3, 1)]):
+        base = _run(lr, 0, seed)
+        # Runs 0 and 1 start in the same microsecond: their UUIDs decide.
+        runs.append(dataclasses.replace(base, start_time=t0 + dt.timedelta(seconds=max(i - 1, 0))))
+    expected = [[r.run_uuid for r in g.runs] for g in groups.group_runs(runs)]
+    first = min(runs[:2], key=lambda r: r.run_uuid)
+    assert expected[0][0] == first.run_uuid
+    for _ in range(10):
+        shuffled = random.sample(runs, len(runs))
+        found = groups.group_runs(shuffled)
+        assert [[r.run_uuid for r in g.runs] for g in found] == expected
+        assert [g.gid for g in found] == ["g1", "g2"]

@@ -93,7 +93,8 @@ def test_compare_groups_agree_across_stores_and_with_scipy(seeded_sweep):
         out = _cli("compare", source, "--metric", METRIC, "--baseline", "g1", "--format", "json")
         assert out.returncode == 0, out.stderr
         outputs.append(json.loads(out.stdout))
-    assert all(o == outputs[0] for o in outputs[1:]), "file, SQLite and PostgreSQL disagree"
+    for source, output in zip(sources[1:], outputs[1:], strict=True):
+        assert output == outputs[0], f"{sources[0]} and {source} disagree"
     got = outputs[0]
     runs = load_runs(sources[0])
     finals = {lr: [r.final(METRIC) for r in runs if r.hparams["AdamMultilr.learning_rate"] == lr]

@@ -58,3 +58,27 @@ def test_a_requeued_point_resumes_or_trains_afresh_when_its_run_was_never_record
     assert [r.resume for r in requests] == ["a" * 32, None]
     assert requests[0].gin_files == [] and requests[1].gin_files == ["c.gin"]
     assert result["status"] == "FAILED" and result["exit_code"] == 1
+
+
+def test_waiting_ends_when_squeue_no_longer_knows_the_jobs(tmp_path, monkeypatch):
+    """After MinJobAge Slurm forgets a finished job: squeue then fails with "Invalid job id"
+    rather than listing nothing, and a sweep that polls late must still stop waiting. squeue's
+    answer is stood in for here; tests/search/test_slurm.py waits on the real one."""
+    import pickle
+    import subprocess
+    import types
+
+    calls = []
+
+    def squeue(argv, **kwargs):
+        calls.append(argv)
+        if len(calls) == 1:  # still running
+            return subprocess.CompletedProcess(argv, 0, "7_0\n", "")
+        return subprocess.CompletedProcess(argv, 1, "", "slurm_load_jobs error: Invalid job id")
+
+    monkeypatch.setattr(slurm.subprocess, "run", squeue)
+    result = tmp_path / "7_0_result.pkl"
+    result.write_bytes(pickle.dumps(("success", {"exit_code": 0})))
+    job = types.SimpleNamespace(job_id="7_0", paths=types.SimpleNamespace(result_pickle=result))
+    assert slurm.wait_for([job], poll_s=0.01) == [("success", {"exit_code": 0})]
+    assert len(calls) == 2 and calls[0][0] == "squeue"
