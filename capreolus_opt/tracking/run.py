@@ -366,7 +366,7 @@ def _run_experiment(
     from capreolus_opt.storage import mask_urls
     from capreolus_opt.tracking.experiment import make_experiment
     from capreolus_opt.tracking.observers import incomplete_observers
-    from capreolus_opt.tracking.sacred_private import run_id
+    from capreolus_opt.tracking.sacred_private import release_captured_streams, run_id
 
     for observer in observers:
         if hasattr(observer, "final_wait_s"):
@@ -402,6 +402,7 @@ def _run_experiment(
         )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
+        release_captured_streams()
     current = ex.current_run
     missing = tuple(mask_urls(m) for m in incomplete_observers(current)) if current else ()
     if ended is not None:

@@ -117,3 +117,33 @@ def skip_completed_for_failed_observers(run: Any) -> None:
         final_call(observer, method, **kwargs)
 
     run._final_call = guarded
+
+
+def release_captured_streams() -> int:
+    """Point logging handlers made during a run back at the real stream; return how many.
+
+    With ``--capture sys`` Sacred swaps ``sys.stdout``/``sys.stderr`` for a
+    ``TeeingStreamProxy`` while the run lasts and closes the proxy's buffer after it. A handler
+    created meanwhile (``logging.basicConfig``, which any library's module-level
+    ``logging.info`` call triggers) keeps the proxy, and every record it gets after the run
+    ends in ``--- Logging error ---`` (``I/O operation on closed file``), e.g. submitit's
+    "Job completed successfully" in a Slurm task.
+    """
+    import logging
+
+    from sacred.stdout_capturing import TeeingStreamProxy
+
+    loggers = [logging.getLogger()]
+    loggers += [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    released = 0
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            while isinstance(stream, TeeingStreamProxy):  # nested captures wrap proxies
+                stream = stream.__wrapped__
+            if stream is not None and stream is not getattr(handler, "stream", None):
+                handler.setStream(stream)
+                released += 1
+    return released

@@ -100,3 +100,40 @@ def test_no_module_but_sacred_private_touches_a_runs_private_names():
     assert not found
     sample = ast.parse("run._failed_observers\ngetattr(run, '_id', None)\nself._metrics\n")
     assert _private_run_uses(sample) == ["run._failed_observers", "getattr(run, '_id', None)"]
+
+
+def test_a_handler_made_during_a_run_writes_to_the_real_stream_after_it(in_tmp, capsys):
+    """``--capture sys`` swaps sys.stderr for a proxy whose buffer Sacred closes when the run
+    ends; a logging handler created during the run (``logging.basicConfig`` from a library's
+    ``logging.info``) must not be left writing into it."""
+    import logging
+    import types
+
+    from sacred.stdout_capturing import TeeingStreamProxy
+
+    from capreolus_opt.tracking.run import RunRequest, run_tracked
+    from tests.tracking import fake_backend
+    from tests.tracking.tracking_helpers import write_gin
+
+    made = []
+
+    def run_training(**kwargs):
+        made.append(logging.StreamHandler())  # its stream is sys.stderr now: Sacred's proxy
+        logging.getLogger("capreolus_test.during_run").addHandler(made[-1])
+        assert isinstance(made[-1].stream, TeeingStreamProxy)
+        return fake_backend.run_training(**kwargs)
+
+    backend = types.SimpleNamespace(**{**vars(fake_backend), "run_training": run_training})
+    request = RunRequest(gin_files=[write_gin(in_tmp / "a.gin", steps=2)], capture="sys")
+    logger = logging.getLogger("capreolus_test.during_run")
+    try:
+        outcome = run_tracked(request, backend=backend, report=lambda line: None)
+        assert outcome.status == "COMPLETED"
+        assert not isinstance(made[0].stream, TeeingStreamProxy)
+        capsys.readouterr()
+        logger.warning("after the run")
+        err = capsys.readouterr().err
+        assert "after the run" in err and "Logging error" not in err
+    finally:
+        for handler in made:
+            logger.removeHandler(handler)
