@@ -173,7 +173,8 @@ def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
     The dead trial's run record still says RUNNING; readers show it as DIED once its own
     heartbeat is stale (records/record.py), which happens well before :data:`STALE_AFTER_S`.
     """
-    UpdateFinishedTrialError = require("optuna.exceptions", "tune").UpdateFinishedTrialError
+    from capreolus_opt.search.optuna_compat import fail_trial
+
     TrialState = require("optuna.trial", "tune").TrialState
 
     now = time.time() if now is None else now
@@ -183,15 +184,9 @@ def fail_dead_trials(study: Any, now: float | None = None) -> list[int]:
         last = frozen.user_attrs.get("heartbeat", start)
         if now - float(last) <= STALE_AFTER_S:
             continue
-        # Optuna's own fail_stale_trials does this through the storage (no public API for
-        # another process's trial); of several workers starting at once, only the one whose
-        # state change succeeds enqueues the copy.
-        storage = study._storage
-        try:
-            storage.set_trial_user_attr(frozen._trial_id, "stopped_reason", "died")
-            if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
+        # Of several workers starting at once, only the one whose state change succeeds
+        # enqueues the copy.
+        if not fail_trial(study, frozen, "died"):
             continue
         attrs = {
             "resumes_trial": frozen.number,
