@@ -150,11 +150,9 @@ def print_outcome(outcome: Any) -> None:
 
 def _write_outcome(path: str, outcome: Any, error: str) -> None:
     """``outcome`` as JSON at ``path``; a refused run writes its exit code and error only."""
-    import json
+    from capreolus_opt.tracking.run import refused_json
 
-    text = outcome.to_json() if outcome is not None else json.dumps(
-        {"run_uuid": None, "status": None, "exit_code": exit_codes.INPUT, "message": error}
-    )  # fmt: skip
+    text = outcome.to_json() if outcome is not None else refused_json(error)
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)

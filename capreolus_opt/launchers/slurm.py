@@ -174,7 +174,7 @@ def sweep_point_job(point: dict) -> dict:
     """
     import dataclasses
 
-    from capreolus_opt.tracking.run import RunInputError, RunRequest, run_tracked
+    from capreolus_opt.tracking.run import RunInputError, RunRequest, refused_json, run_tracked
 
     _start_job()
     state_path = Path(point["state"])
@@ -200,8 +200,7 @@ def sweep_point_job(point: dict) -> dict:
                 raise
             outcome = run_tracked(fresh)  # its run never got recorded: train the point afresh
     except RunInputError as exc:
-        result = {"run_uuid": None, "status": None, "exit_code": exit_codes.INPUT,
-                  "message": str(exc)}  # fmt: skip
+        result = json.loads(refused_json(str(exc)))
         state_path.write_text(json.dumps(result))
         return result
     if outcome.exit_code == exit_codes.INTERRUPTED:
