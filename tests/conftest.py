@@ -19,6 +19,9 @@ import tensorflow as tf
 # Before any test module imports sacred: its pkg_resources stand-in (docs/STACK_FACTS.md §5).
 import capreolus_opt.tracking  # noqa: F401
 
+# Recorded-run fixtures shared by tests/records, tests/analysis and tests/export.
+from tests.recorded_runs import mongo_client, observers  # noqa: F401  (pytest fixtures)
+
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]

@@ -1,7 +1,7 @@
 """Helpers shared by the tracking tests: run the ``train`` CLI in-process on the fake backend.
 
 A module of its own (not conftest.py): ``from conftest import`` picks whichever conftest module
-was imported first when tests/runs and tests/tracking are collected in one session.
+was imported first when several test folders are collected in one session.
 """
 
 from __future__ import annotations

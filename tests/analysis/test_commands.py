@@ -12,7 +12,7 @@ import pytest
 from capreolus_opt.analysis.plot import plot_runs
 from capreolus_opt.commands import runs as runs_cli
 from capreolus_opt.records.load import load_runs
-from tests.runs.run_fixtures import Spec, lr_specs, record_run, run_cli
+from tests.recorded_runs import Spec, lr_specs, record_run, run_cli
 
 
 @pytest.fixture

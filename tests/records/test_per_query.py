@@ -17,7 +17,7 @@ from sacred.observers import FileStorageObserver
 from capreolus_opt.records.load import load_runs
 from capreolus_opt.records.per_query import PerQueryError, group_means, parse_per_query
 from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
-from tests.runs.run_fixtures import mongo_observer
+from tests.recorded_runs import mongo_observer
 
 PER_QUERY = (
     "qid\tmeasure\tvalue\n"

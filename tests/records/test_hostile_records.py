@@ -17,7 +17,7 @@ import pytest
 
 from capreolus_opt.records.load import load_runs
 from capreolus_opt.storage.paths import UnsafePathError, check_run_uuid, safe_join
-from tests.runs.run_fixtures import Spec, record_run
+from tests.recorded_runs import Spec, record_run
 
 HOSTILE = ["../../elsewhere", "/tmp/capreolus_hostile_abs", "..", "a/b", ""]
 
@@ -146,7 +146,7 @@ def test_export_mlflow_to_an_unreachable_server_is_bounded_one_line(
 
 
 def test_compare_diff_plot_skip_a_hostile_record_and_name_it(observers, tmp_path, capsys):
-    from tests.runs.run_fixtures import run_cli
+    from tests.recorded_runs import run_cli
 
     good = [Spec(hparams=[["AdamMultilr.learning_rate", lr]]) for lr in (1e-3, 3e-4)]
     for spec in good:
@@ -192,7 +192,7 @@ def test_sweep_table_skips_a_hostile_record_in_its_observer(tmp_path, monkeypatc
     from sacred.observers import FileStorageObserver
 
     from tests.cli_helpers import SMOKE
-    from tests.runs.run_fixtures import run_cli
+    from tests.recorded_runs import run_cli
 
     monkeypatch.chdir(tmp_path)
     record_run(Spec(hparams=[["AdamMultilr.learning_rate", 1e-3]], run_uuid="../../x"),

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.runs.run_fixtures import Spec, lr_specs, record_run, run_cli
+from tests.recorded_runs import Spec, lr_specs, record_run, run_cli
 
 
 def _file_runs(observers, specs):

@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from group_fixtures import record_seeded
 from sacred.observers import FileStorageObserver
 
 from capreolus_opt.records.load import load_runs
+from tests.seeded_runs import record_seeded
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ import pytest
 from capreolus_opt.launchers import sweep
 from capreolus_opt.records.record import Run
 from capreolus_opt.search import grid
-from tests.runs.run_fixtures import run_cli
+from tests.recorded_runs import run_cli
 
 
 def test_parse_grid_literals_and_references():

@@ -10,7 +10,7 @@ import pytest
 
 from capreolus_opt.records.load import load_runs
 from capreolus_opt.records.record import best_direction
-from tests.runs.run_fixtures import GROUPS, Spec, lr_specs, record_run
+from tests.recorded_runs import GROUPS, Spec, lr_specs, record_run
 
 
 def _check_against_spec(run, spec: Spec) -> None:

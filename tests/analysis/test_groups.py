@@ -10,12 +10,12 @@ import re
 
 import numpy as np
 import pytest
-from group_fixtures import record_seeded
 from sacred.observers import FileStorageObserver
 from scipy import stats as sps
 
 from capreolus_opt.tracking.sql_observer import SqlMetricsObserver
-from tests.runs.run_fixtures import run_cli
+from tests.recorded_runs import run_cli
+from tests.seeded_runs import record_seeded
 
 # learning rate -> final eval/mrr@10 of seeds 0, 1, 2
 VALUES = {1e-3: [0.80, 0.82, 0.85], 3e-3: [0.70, 0.74, 0.71], 1e-2: [0.79, 0.83, 0.80]}
