@@ -355,3 +355,18 @@ def test_under_mixed_float16_scores_and_loss_stay_float32():
         assert np.all(np.abs(np.asarray(scores)) <= 1.0 + 1e-3)  # cosines
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_the_compiled_scorer_gives_the_models_scores():
+    from capreolus_opt.models.saved_reranker import compiled_scorer
+
+    model = build_dual_encoder(vocab_size=20, query_length=4, document_length=6, **TINY)
+    score = compiled_scorer(model, 4, 6)
+    rng = np.random.default_rng(1)
+    for n in (5, 2):  # a full and a last, shorter batch, through one trace
+        query = rng.integers(1, 20, (n, 4)).astype(np.int32)
+        document = rng.integers(1, 20, (n, 6)).astype(np.int32)
+        document[0, 3:] = 0
+        eager = model({"query": query, "document": document}, training=False)
+        np.testing.assert_allclose(score(query, document), eager, rtol=1e-5, atol=1e-6)
+    assert score.experimental_get_tracing_count() == 1
