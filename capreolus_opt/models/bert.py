@@ -262,8 +262,10 @@ def build_bert_reranker(
     pooled = backbone(packed)["pooled_output"]
     pooled = layers.Dropout(dropout, name="head_dropout")(pooled)
     # No bias: ranking losses compare scores within a query, so a shared offset gets no gradient.
-    score = layers.Dense(1, use_bias=False, name="head")(pooled)
-    score = layers.Reshape((), name="squeeze")(score)
+    # float32 to the end: under a mixed policy float16 scores (about 3 significant digits) would
+    # tie candidates.
+    score = layers.Dense(1, use_bias=False, dtype="float32", name="head")(pooled)
+    score = layers.Reshape((), dtype="float32", name="squeeze")(score)
     return keras.Model(inputs, score, name="bert_reranker")
 
 

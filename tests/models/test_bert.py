@@ -203,3 +203,22 @@ def test_random_model_has_no_tokenizer_and_still_reloads(tmp_path):
     for a, b in zip(model.weights, reloaded.weights, strict=True):
         assert a.path == b.path
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_under_mixed_float16_the_scores_stay_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_bert_reranker(vocab_size=20, query_length=3, document_length=4, **TINY)
+        rng = np.random.default_rng(3)
+        query = rng.integers(1, 20, (6, 3)).astype(np.int32)
+        document = rng.integers(1, 20, (6, 4)).astype(np.int32)
+        scores = model({"query": query, "document": document})
+        # The encoder runs in float16; the head and what follows it do not.
+        assert model.get_layer("head").compute_dtype == "float32"
+        backbone = [la for la in model.layers if la.name.startswith("bert_backbone")]
+        assert [la.compute_dtype for la in backbone] == ["float16"]
+        assert scores.dtype == "float32" and scores.shape == (6,)
+        assert np.all(np.isfinite(np.asarray(scores)))
+    finally:
+        keras.config.set_dtype_policy(previous)
