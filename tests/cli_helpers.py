@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -27,6 +28,17 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def heavy_imports(code: str, heavy: tuple[str, ...]) -> list[str]:
+    """The top-level packages of ``heavy`` that a fresh interpreter has imported once it has run
+    ``code``, sorted."""
+    report = f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))"
+    probe = f"{code}\nimport sys\n{report}\n"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return ast.literal_eval(out.stdout.strip())
 
 
 def model_weights(workdir: Path | str) -> dict[str, np.ndarray]:

@@ -52,8 +52,9 @@ def _key(value: Any) -> str:
 
 
 def _start_order(run: Run) -> tuple[bool, float, str]:
-    start = run.start_time  # runs without one keep their given order, after the others
-    return (start is None, start.timestamp(), run.run_uuid) if start else (True, 0.0, "")
+    if run.start_time is None:  # runs without one keep their given order, after the others
+        return (True, 0.0, "")
+    return (False, run.start_time.timestamp(), run.run_uuid)
 
 
 def group_runs(runs: Sequence[Run], by: Sequence[str] | None = None) -> list[Group]:

@@ -150,9 +150,11 @@ def print_outcome(outcome: Any) -> None:
 
 def _write_outcome(path: str, outcome: Any, error: str) -> None:
     """``outcome`` as JSON at ``path``; a refused run writes its exit code and error only."""
-    from capreolus_opt.tracking.run import refused_json
+    import json
 
-    text = outcome.to_json() if outcome is not None else refused_json(error)
+    from capreolus_opt.tracking.run import refused_outcome
+
+    text = outcome.to_json() if outcome is not None else json.dumps(refused_outcome(error))
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -112,6 +112,20 @@ def submit_array(executor: Any, fn: Callable, payloads: Sequence[Any]) -> list:
         raise ValueError(f"sbatch refused the job array: {exc}") from None
 
 
+def squeue(job_ids: Sequence[str], fields: str = "%i") -> str | None:
+    """What squeue lists of ``job_ids``: a line per task in its ``-o`` format ``fields``; ""
+    when it lists none of them or no longer knows them (Slurm purges a finished job after
+    MinJobAge, and squeue then fails with "Invalid job id"); None when squeue failed otherwise
+    (a busy slurmctld times out now and then), which means "ask again", never "gone"."""
+    proc = subprocess.run(
+        ["squeue", "-h", "-o", fields, "-j", ",".join(job_ids)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if not proc.returncode:
+        return proc.stdout.strip()
+    return "" if "Invalid job id" in proc.stderr else None
+
+
 def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
     """Wait until no task of ``jobs`` is queued or running (requeued tasks included); return
     each job's ``("success", result)`` or ``("error", text)``."""
@@ -120,15 +134,7 @@ def wait_for(jobs: Sequence[Any], poll_s: float = 2.0) -> list[tuple[str, Any]]:
     pickle_load = require("submitit.core.utils", "tune").pickle_load
 
     ids = sorted({job.job_id.split("_")[0] for job in jobs})
-    while True:
-        proc = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ",".join(ids)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if not proc.returncode and not proc.stdout.strip():  # squeue lists none of them
-            break
-        if proc.returncode and "Invalid job id" in proc.stderr:  # finished and already purged
-            break
+    while squeue(ids) != "":  # listed, or squeue failed for a moment: ask again
         time.sleep(poll_s)
     outcomes = []
     for job in jobs:
@@ -174,7 +180,7 @@ def sweep_point_job(point: dict) -> dict:
     """
     import dataclasses
 
-    from capreolus_opt.tracking.run import RunInputError, RunRequest, refused_json, run_tracked
+    from capreolus_opt.tracking.run import RunInputError, RunRequest, refused_outcome, run_tracked
 
     _start_job()
     state_path = Path(point["state"])
@@ -200,7 +206,7 @@ def sweep_point_job(point: dict) -> dict:
                 raise
             outcome = run_tracked(fresh)  # its run never got recorded: train the point afresh
     except RunInputError as exc:
-        result = json.loads(refused_json(str(exc)))
+        result = refused_outcome(str(exc))
         state_path.write_text(json.dumps(result))
         return result
     if outcome.exit_code == exit_codes.INTERRUPTED:

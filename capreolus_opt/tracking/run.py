@@ -109,13 +109,11 @@ class RunOutcome:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def refused_json(message: str) -> str:
-    """The outcome JSON of a request refused before anything was recorded: exit
+def refused_outcome(message: str) -> dict[str, Any]:
+    """The outcome (as JSON-ready dict) of a request refused before anything was recorded: exit
     :data:`~exit_codes.INPUT` and the error, ``run_uuid`` and ``status`` null (readers tell it
     from a :meth:`RunOutcome.to_json` by the null ``run_uuid``)."""
-    return json.dumps(
-        {"run_uuid": None, "status": None, "exit_code": exit_codes.INPUT, "message": message}
-    )
+    return {"run_uuid": None, "status": None, "exit_code": exit_codes.INPUT, "message": message}
 
 
 def observer_urls(given: Sequence[str] | None) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from capreolus_opt import load_runs
+from capreolus_opt.launchers import slurm
 from tests.search.search_helpers import cli_env, scratch_configs, study_trials
 
 pytestmark = [
@@ -76,19 +77,14 @@ def test_two_tune_workers_run_as_a_slurm_job_array(tmp_path):
 
 
 def _squeue(array: str) -> str:
-    """The array's tasks as squeue lists them; "" only when squeue answered and listed none.
-
-    A busy slurmctld makes squeue fail now and then (a socket time-out, nothing on stdout): that
-    is asked again, never read as "the job is gone"."""
+    """The array's tasks as squeue lists them (``slurm.squeue``: "" once it lists none or has
+    purged them); a failing squeue is asked again, for up to 30 s."""
     for _ in range(30):
-        proc = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i %T %r"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        if proc.returncode == 0:
-            return proc.stdout.strip()
-        if "Invalid job id" in proc.stderr:  # finished and purged (MinJobAge)
-            return ""
+        listed = slurm.squeue([array], "%i %T %r")
+        if listed is not None:
+            return listed
         time.sleep(1)
-    raise AssertionError(f"squeue kept failing: {proc.stderr.strip()}")
+    raise AssertionError(f"squeue kept failing for 30 s on job {array}")
 
 
 def test_a_task_sent_sigterm_checkpoints_requeues_and_resumes_its_run(tmp_path):
