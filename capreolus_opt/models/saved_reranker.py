@@ -138,7 +138,14 @@ def _rebuild(spec: dict, layout: Workdir, spec_path: str) -> tuple[Any, Any]:
 
 def compiled_scorer(model: Any, query_length: int, document_length: int) -> Callable:
     """``score(query [B, Lq], document [B, Ld]) -> [B]``: ``model`` in inference mode as one
-    ``tf.function`` traced once for any batch size (the last, shorter batch included)."""
+    ``tf.function`` traced once for any batch size (the last, shorter batch included), compiled
+    by XLA (once per batch size).
+
+    XLA fuses what graph mode runs op by op around the matrix products (the attention mask's
+    selects, GELU, layer norm, the heads' transposes): on 2 CPU cores MiniLM scores 8 pairs of
+    160 tokens 4-12% faster than in graph mode, and as fast at 128 pairs, where the products
+    dominate (``benchmarks/pretrained_peer.py`` compares it with PyTorch). Scores agree with
+    the uncompiled model within float32 rounding."""
     import tensorflow as tf
 
     @tf.function(
@@ -147,6 +154,7 @@ def compiled_scorer(model: Any, query_length: int, document_length: int) -> Call
             tf.TensorSpec([None, document_length], tf.int32),
         ],
         reduce_retracing=True,
+        jit_compile=True,
     )
     def score(query: tf.Tensor, document: tf.Tensor) -> tf.Tensor:
         return model({"query": query, "document": document}, training=False)
