@@ -27,6 +27,7 @@ from capreolus_opt.models.bert import (  # noqa: E402
 )
 from capreolus_opt.models.layerwise import layerwise_decay_pattern_lrs  # noqa: E402
 from capreolus_opt.models.reranker import RerankingTask  # noqa: E402
+from capreolus_opt.models.saved_reranker import compiled_scorer  # noqa: E402
 from tests.bert_presets import make_tiny_preset  # noqa: E402
 
 TINY = dict(num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, dropout=0.0)
@@ -220,5 +221,10 @@ def test_under_mixed_float16_the_scores_stay_float32():
         assert [la.compute_dtype for la in backbone] == ["float16"]
         assert scores.dtype == "float32" and scores.shape == (6,)
         assert np.all(np.isfinite(np.asarray(scores)))
+        # rerank's XLA-compiled scorer runs the same float16 encoder (float16 rounding apart).
+        compiled = compiled_scorer(model, 3, 4)(query, document)
+        assert compiled.dtype == "float32"
+        np.testing.assert_allclose(compiled, model({"query": query, "document": document},
+                                                   training=False), rtol=0, atol=2e-3)  # fmt: skip
     finally:
         keras.config.set_dtype_policy(previous)
