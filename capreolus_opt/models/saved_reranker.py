@@ -142,10 +142,9 @@ def compiled_scorer(model: Any, query_length: int, document_length: int) -> Call
     by XLA (once per batch size).
 
     XLA fuses what graph mode runs op by op around the matrix products (the attention mask's
-    selects, GELU, layer norm, the heads' transposes): on 2 CPU cores MiniLM scores 8 pairs of
-    160 tokens 4-12% faster than in graph mode, and as fast at 128 pairs, where the products
-    dominate (``benchmarks/pretrained_peer.py`` compares it with PyTorch). Scores agree with
-    the uncompiled model within float32 rounding."""
+    selects, GELU, layer norm, the heads' transposes); ``benchmarks/pretrained_peer.py`` prints
+    its pairs/s against PyTorch's. Scores agree with the uncompiled model within float32
+    rounding (tested)."""
     import tensorflow as tf
 
     @tf.function(
