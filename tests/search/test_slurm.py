@@ -101,7 +101,11 @@ def test_a_task_sent_sigterm_checkpoints_requeues_and_resumes_its_run(tmp_path):
     while "PENDING" not in _squeue(array):  # the task requeues itself after its checkpoint
         assert time.monotonic() < deadline and _squeue(array), "the task was not requeued"
         time.sleep(0.5)
-    # Slurm holds a requeued job for ~2 minutes (EligibleTime); release it now, as an admin may.
+    # Slurm holds a requeued job for ~2 minutes (EligibleTime); release it, as an admin may, but
+    # not within the second of the requeue: slurmd revoked the first start's credential then, at
+    # one-second resolution, and kills a start whose credential is from that same second ("Job
+    # credential revoked"; the job ends FAILED without running).
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={array}", "StartTime=now"], check=True)
     while _squeue(array):
         assert time.monotonic() < deadline, "the requeued task did not finish"
